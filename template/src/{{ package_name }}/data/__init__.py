@@ -1,0 +1,1 @@
+"""Data: the built-in dataset, loading and validation, the train/test split."""

@@ -1,0 +1,127 @@
+"""Model registry: register models that pass the gate, semantic versions, lineage, aliases.
+
+Aliases, not the deprecated stages: `champion` is what serving loads, `challenger` a registered
+model that did not beat it. Versions follow MAJOR = new architecture or input schema,
+MINOR = retrained on new data, PATCH = hyperparameters only (or a plain retrain).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Settings
+from .console import console
+from .errors import ProjectError
+from .tracking import connect
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+LINEAGE_KEYS = ("model_family", "input_schema", "data_sha256", "params_sha256", "training_dataset")
+
+
+@dataclass(frozen=True)
+class Decision:
+    registered: bool
+    message: str
+    version: str | None = None
+    semver: str | None = None
+    alias: str | None = None
+
+
+def next_semver(previous: dict[str, str] | None, current: dict[str, str]) -> str:
+    """The version a new model gets, from the newest registered version's tags."""
+    if previous is None or "semver" not in previous:
+        return "1.0.0"
+    major, minor, patch = (int(part) for part in previous["semver"].split("."))
+    if any(previous.get(key) != current[key] for key in ("model_family", "input_schema")):
+        return f"{major + 1}.0.0"
+    if previous.get("data_sha256") != current["data_sha256"]:
+        return f"{major}.{minor + 1}.0"
+    return f"{major}.{minor}.{patch + 1}"
+
+
+def register(settings: Settings) -> Decision:
+    """Register the evaluated run if it passed the gate; promote it only if it beats the champion."""
+    report = _read_report(settings.metrics_file)
+    name = settings.registry.model_name
+    client = connect(settings)
+    champion = _version_by_alias(client, name, CHAMPION)
+    kept = f"champion v{champion.version} ({champion.tags.get('semver')}) unchanged" if champion else "no champion yet"
+    if not report["gate"]["passed"]:
+        return _say(Decision(False, f"Not registered: the quality gate failed ({'; '.join(report['gate']['failures'])}); {kept}."))
+
+    run = client.get_run(report["run_id"])
+    lineage = {key: run.data.tags[key] for key in LINEAGE_KEYS}
+    semver = next_semver(_newest(client, name), lineage)
+    metric = report["primary_metric"]
+    score = report["metrics"][metric]
+    tags = {
+        **lineage,
+        "semver": semver,
+        "training_run_id": run.info.run_id,
+        "git_commit_sha": git_commit(settings.root),
+        "primary_metric": metric,
+        metric: str(score),
+    }
+    import mlflow
+
+    model_uri = json.loads((settings.artifacts_dir / "train_run.json").read_text())["model_uri"]
+    version = mlflow.register_model(model_uri, name, tags=tags).version
+
+    best = float(champion.tags.get(metric, "-inf")) if champion else None
+    if best is None or score > best:
+        client.set_registered_model_alias(name, CHAMPION, version)
+        if champion:
+            client.set_registered_model_alias(name, "previous_champion", champion.version)
+        detail = "first champion" if best is None else f"{metric} {score:.4f} > {best:.4f}"
+        return _say(Decision(True, f"Registered {name} v{version} ({semver}) as champion: {detail}.", version, semver, CHAMPION))
+    client.set_registered_model_alias(name, CHALLENGER, version)
+    return _say(Decision(
+        True,
+        f"Registered {name} v{version} ({semver}) as challenger: {metric} {score:.4f} does not "
+        f"beat champion v{champion.version} ({best:.4f}); champion unchanged.",
+        version, semver, CHALLENGER,
+    ))
+
+
+def git_commit(root: Path) -> str:
+    """The commit the model was trained from; `-dirty` when tracked files had changes."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        sha = git("rev-parse", "HEAD")
+        return sha + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _read_report(path: Path) -> dict:
+    if not path.is_file():
+        raise ProjectError(f"No evaluation in {path}: run the 'evaluate' step first.")
+    return json.loads(path.read_text())
+
+
+def _version_by_alias(client, name: str, alias: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def _newest(client, name: str) -> dict[str, str] | None:
+    versions = client.search_model_versions(f"name = '{name}'")
+    tagged = [v for v in versions if "semver" in v.tags]
+    if not tagged:
+        return None
+    return max(tagged, key=lambda v: tuple(int(p) for p in v.tags["semver"].split("."))).tags
+
+
+def _say(decision: Decision) -> Decision:
+    colour = "green" if decision.alias == CHAMPION else "yellow" if decision.registered else "red"
+    console.print(f"[{colour}]{decision.message}[/]")
+    return decision

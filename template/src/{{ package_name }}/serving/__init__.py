@@ -1,0 +1,1 @@
+"""Serving: the champion behind a FastAPI app, with metrics and a request log."""

@@ -1,0 +1,1 @@
+"""Training: the estimator, the train stage, evaluation and its quality gate."""
