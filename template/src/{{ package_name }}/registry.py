@@ -16,6 +16,7 @@ from .config import Settings
 from .console import console
 from .errors import ProjectError
 from .tracking import connect
+from .training.train import read_run
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 LINEAGE_KEYS = ("model_family", "input_schema", "data_sha256", "params_sha256", "training_dataset")
@@ -43,53 +44,67 @@ def next_semver(previous: dict[str, str] | None, current: dict[str, str]) -> str
 
 
 def register(settings: Settings) -> Decision:
-    """Register the evaluated run if it passed the gate; promote it only if it beats the champion."""
+    """Register the evaluated run if it passed the gate; promote it if it beats the champion."""
     report = _read_report(settings.metrics_file)
     name = settings.registry.model_name
     client = connect(settings)
     champion = _version_by_alias(client, name, CHAMPION)
-    kept = f"champion v{champion.version} ({champion.tags.get('semver')}) unchanged" if champion else "no champion yet"
     if not report["gate"]["passed"]:
-        return _say(Decision(False, f"Not registered: the quality gate failed ({'; '.join(report['gate']['failures'])}); {kept}."))
+        kept = (
+            f"champion v{champion.version} ({champion.tags.get('semver')}) unchanged"
+            if champion
+            else "no champion yet"
+        )
+        failures = "; ".join(report["gate"]["failures"])
+        return _say(Decision(False, f"Not registered: quality gate failed ({failures}); {kept}."))
+
+    version, semver = _register_version(settings, client, report)
+    metric = report["primary_metric"]
+    score = report["metrics"][metric]
+    best = float(champion.tags.get(metric, "-inf")) if champion else None
+    if best is None or score > best:
+        client.set_registered_model_alias(name, CHAMPION, version)
+        if champion:
+            client.set_registered_model_alias(name, "previous_champion", champion.version)
+        why = "first champion" if best is None else f"{metric} {score:.4f} > {best:.4f}"
+        message = f"Registered {name} v{version} ({semver}) as champion: {why}."
+        return _say(Decision(True, message, version, semver, CHAMPION))
+    client.set_registered_model_alias(name, CHALLENGER, version)
+    message = (
+        f"Registered {name} v{version} ({semver}) as challenger: {metric} {score:.4f} does not "
+        f"beat champion v{champion.version} ({best:.4f}); champion unchanged."
+    )
+    return _say(Decision(True, message, version, semver, CHALLENGER))
+
+
+def _register_version(settings: Settings, client, report: dict) -> tuple[str, str]:
+    """A new registry version of the evaluated run, tagged with its semver and lineage."""
+    import mlflow
 
     run = client.get_run(report["run_id"])
     lineage = {key: run.data.tags[key] for key in LINEAGE_KEYS}
-    semver = next_semver(_newest(client, name), lineage)
+    semver = next_semver(_newest(client, settings.registry.model_name), lineage)
     metric = report["primary_metric"]
-    score = report["metrics"][metric]
     tags = {
         **lineage,
         "semver": semver,
         "training_run_id": run.info.run_id,
         "git_commit_sha": git_commit(settings.root),
         "primary_metric": metric,
-        metric: str(score),
+        metric: str(report["metrics"][metric]),
     }
-    import mlflow
-
-    model_uri = json.loads((settings.artifacts_dir / "train_run.json").read_text())["model_uri"]
-    version = mlflow.register_model(model_uri, name, tags=tags).version
-
-    best = float(champion.tags.get(metric, "-inf")) if champion else None
-    if best is None or score > best:
-        client.set_registered_model_alias(name, CHAMPION, version)
-        if champion:
-            client.set_registered_model_alias(name, "previous_champion", champion.version)
-        detail = "first champion" if best is None else f"{metric} {score:.4f} > {best:.4f}"
-        return _say(Decision(True, f"Registered {name} v{version} ({semver}) as champion: {detail}.", version, semver, CHAMPION))
-    client.set_registered_model_alias(name, CHALLENGER, version)
-    return _say(Decision(
-        True,
-        f"Registered {name} v{version} ({semver}) as challenger: {metric} {score:.4f} does not "
-        f"beat champion v{champion.version} ({best:.4f}); champion unchanged.",
-        version, semver, CHALLENGER,
-    ))
+    model_uri = read_run(settings)["model_uri"]
+    version = mlflow.register_model(model_uri, settings.registry.model_name, tags=tags).version
+    return str(version), semver
 
 
 def git_commit(root: Path) -> str:
     """The commit the model was trained from; `-dirty` when tracked files had changes."""
+
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
 
     try:
         sha = git("rev-parse", "HEAD")

@@ -1,4 +1,4 @@
-"""Run the real server in a subprocess on a free loopback port (smoke command, tests, benchmarks)."""
+"""The real server in a subprocess on a free loopback port: for smoke runs, tests, benchmarks."""
 
 from __future__ import annotations
 
@@ -28,7 +28,16 @@ def serve_in_background(
     """Yield a client for a server that answered /ready; the server stops on exit."""
     port = free_port()
     package = __package__.split(".")[0]
-    command = [sys.executable, "-m", package, "serve", "--port", str(port), "--workers", str(workers)]
+    command = [
+        sys.executable,
+        "-m",
+        package,
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
     process = subprocess.Popen(
         command, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )

@@ -30,7 +30,9 @@ class LoadedModel:
     def predict_proba(self, records: list[dict[str, Any]]) -> np.ndarray:
         if self._fast is not None:
             return self._fast.predict_proba(records)
-        return self.estimator.predict_proba(pd.DataFrame.from_records(records, columns=self.spec.names))
+        return self.estimator.predict_proba(
+            pd.DataFrame.from_records(records, columns=self.spec.names)
+        )
 
     def predict(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Predict raw records (original column names) in one call to the estimator."""
@@ -64,7 +66,9 @@ class FastPath:
             ordinal = encoder.named_transformers_["categorical"]
             lookups = {
                 name: {str(value): float(code) for code, value in enumerate(categories)}
-                for name, categories in zip(ordinal.feature_names_in_, ordinal.categories_, strict=True)
+                for name, categories in zip(
+                    ordinal.feature_names_in_, ordinal.categories_, strict=True
+                )
             }
             fast = cls(list(encoder.get_feature_names_out()), lookups, classifier)
         except (AttributeError, KeyError, TypeError, IndexError):

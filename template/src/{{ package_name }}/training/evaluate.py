@@ -30,7 +30,9 @@ def evaluate(settings: Settings) -> dict:
     scores = classification_metrics(y_test, proba)
     failures = gate_failures(scores, settings.evaluate.gate)
     matrix = skm.confusion_matrix(y_test, proba.argmax(axis=1), labels=range(len(spec.classes)))
-    figure = plots.confusion_matrix(matrix, spec.classes, settings.artifacts_dir / "confusion_matrix.png")
+    figure = plots.confusion_matrix(
+        matrix, spec.classes, settings.artifacts_dir / "confusion_matrix.png"
+    )
     with mlflow.start_run(run_id=run["run_id"]):
         mlflow.log_metrics(scores)
         mlflow.log_artifact(str(figure), "plots")

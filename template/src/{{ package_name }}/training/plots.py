@@ -8,8 +8,8 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display needed
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 
 def feature_importance(names: list[str], importances: np.ndarray, path: Path) -> Path:

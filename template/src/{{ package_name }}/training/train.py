@@ -38,10 +38,16 @@ def train(settings: Settings) -> dict[str, str]:
             sample = x_test.sample(min(IMPORTANCE_SAMPLE, len(x_test)), random_state=0)
             scoring = "roc_auc" if len(spec.classes) == 2 else "accuracy"
             result = permutation_importance(
-                model, sample, y_test[sample.index],
-                scoring=scoring, n_repeats=3, random_state=0,
+                model,
+                sample,
+                y_test[sample.index],
+                scoring=scoring,
+                n_repeats=3,
+                random_state=0,
             )
-            plots.feature_importance(spec.names, result.importances_mean, out / "feature_importance.png")
+            plots.feature_importance(
+                spec.names, result.importances_mean, out / "feature_importance.png"
+            )
         with step("Logging the model to MLflow"):
             mlflow.log_params({"family": FAMILY, **settings.model.params, **_data_params(prepared)})
             mlflow.set_tags(_lineage(settings, prepared.dataset, spec.fingerprint()))
@@ -50,7 +56,9 @@ def train(settings: Settings) -> dict[str, str]:
             info = mlflow.sklearn.log_model(
                 model,
                 name="model",
-                signature=infer_signature(x_train.head(100), model.predict_proba(x_train.head(100))),
+                signature=infer_signature(
+                    x_train.head(100), model.predict_proba(x_train.head(100))
+                ),
                 input_example=x_train.head(3),
                 pip_requirements=pip_requirements(),
                 skops_trusted_types=trusted_types(model),
@@ -64,7 +72,9 @@ def train(settings: Settings) -> dict[str, str]:
 def params_fingerprint(settings: Settings) -> str:
     """Changes when hyperparameters or the split change: a PATCH version."""
     payload = {"model": settings.model.params, "train": settings.train.model_dump()}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
+        :16
+    ]
 
 
 def _lineage(settings: Settings, dataset: dict, schema: str) -> dict[str, str]:

@@ -1,0 +1,231 @@
+"""Flywheel benchmarks: how fast the template renders, trains to a first prediction, and serves.
+
+1. Render: seconds for `copier.run_copy` (median of 3), default answers and the largest variant
+   (xgboost + GitLab CI + DVC), tasks skipped.
+2. Render to first prediction: the default project's `python -m fraud_detection pipeline`
+   (prepare, train, evaluate, register the champion), then `serve` until the first successful
+   POST /predict. Setup excluded: the project runs on this interpreter, whose environment already
+   holds its dependencies (the project's src/ goes on PYTHONPATH, so the shared environment is
+   left untouched). Setup included (--with-setup): a fresh venv and `pip install -e` first.
+3. Throughput: wrk against the generated server's single-record POST /predict and against a
+   bare FastAPI endpoint returning a constant (bare_app.py, the framework's ceiling), with 1 and
+   2 uvicorn workers, each after readiness and a 2 s warm-up, all on 127.0.0.1.
+
+Run from the repository root:  /work/venv/bin/python benchmarks/bench.py [--duration 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import copier
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+REPO = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+PACKAGE = "fraud_detection"
+LARGEST = {"model_family": "xgboost", "ci_provider": "gitlab", "use_dvc": True}
+QUIET_ENV = {"DO_NOT_TRACK": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1",
+             "HF_HUB_OFFLINE": "1"}
+THREADS_ENV = {var: "1" for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+console = Console()
+
+
+def render(dst: Path, data: dict[str, Any]) -> float:
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # copier's DirtyLocalWarning for uncommitted changes
+        copier.run_copy(str(REPO), dst, data=data, defaults=True, unsafe=True, skip_tasks=True,
+                        vcs_ref="HEAD", quiet=True)
+    return time.perf_counter() - start
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """A server subprocess that is always stopped: terminate, then kill."""
+
+    def __init__(self, command: list[str], env: dict[str, str], cwd: Path, port: int) -> None:
+        self.command, self.env, self.cwd, self.url = command, env, cwd, f"http://127.0.0.1:{port}"
+        self.log = tempfile.TemporaryFile()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Server:
+        self.process = subprocess.Popen(self.command, env=self.env, cwd=self.cwd,
+                                        stdout=self.log, stderr=subprocess.STDOUT)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self.log.close()
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=5) as client:
+            while time.monotonic() < deadline:
+                assert self.process is not None
+                if self.process.poll() is not None:
+                    self.log.seek(0)
+                    tail = self.log.read().decode(errors="replace")[-2000:]
+                    raise RuntimeError(f"{self.command} exited {self.process.returncode}:\n{tail}")
+                try:
+                    if client.get(f"{self.url}/ready").status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.05)
+        raise RuntimeError(f"{self.url} not ready after {timeout:.0f}s")
+
+
+def project_server(python: str, project: Path, env: dict[str, str], workers: int) -> Server:
+    port = free_port()
+    command = [python, "-m", PACKAGE, "serve", "--port", str(port), "--workers", str(workers)]
+    return Server(command, env, project, port)
+
+
+def first_prediction(python: str, project: Path, env: dict[str, str]) -> tuple[float, float]:
+    """Seconds for the pipeline, then from `serve` to the first successful prediction."""
+    start = time.perf_counter()
+    subprocess.run([python, "-m", PACKAGE, "pipeline"], env=env, cwd=project, check=True,
+                   capture_output=True, timeout=900)
+    trained = time.perf_counter()
+    with project_server(python, project, env, workers=1) as server:
+        server.wait_ready()
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            schema = client.get("/openapi.json").json()
+            example = schema["components"]["schemas"]["Record"]["examples"][0]
+            client.post("/predict", json=example).raise_for_status()
+    return trained - start, time.perf_counter() - trained
+
+
+def to_ms(value: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", value).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 1e-3, "ms": 1, "s": 1e3, "m": 6e4, "h": 3.6e6}[unit]
+
+
+def wrk(url: str, script: Path, seconds: float, connections: int) -> dict[str, float]:
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s", str(script),
+               url]
+    out = subprocess.run(command, capture_output=True, text=True, check=True,
+                         timeout=seconds + 60).stdout
+    found = lambda pattern: re.search(pattern, out, re.M)  # noqa: E731
+    errors = found(r"Non-2xx or 3xx responses: (\d+)")
+    return {"rps": float(found(r"^Requests/sec:\s+([\d.]+)").group(1)),  # type: ignore[union-attr]
+            "p50": to_ms(found(r"^\s+50%\s+(\S+)").group(1)),  # type: ignore[union-attr]
+            "p99": to_ms(found(r"^\s+99%\s+(\S+)").group(1)),  # type: ignore[union-attr]
+            "errors": float(errors.group(1)) if errors else 0.0}
+
+
+def throughput(project: Path, env: dict[str, str], seconds: float, connections: int) -> None:
+    if shutil.which("wrk") is None:
+        console.print("[red]wrk not found: apt-get install wrk[/] (throughput skipped)")
+        return
+    with project_server(sys.executable, project, env, 1) as server:
+        server.wait_ready()
+        schema = httpx.get(f"{server.url}/openapi.json", timeout=30).json()
+    example = schema["components"]["schemas"]["Record"]["examples"][0]
+    body = json.dumps(example, ensure_ascii=False)
+    script = project / "post.lua"
+    script.write_text(f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                      f"wrk.body = [==[{body}]==]\n")
+    table = Table(title=f"POST /predict, wrk -t1 -c{connections} -d{seconds:g}s, 127.0.0.1")
+    for column in ("server", "workers", "req/s", "p50 ms", "p99 ms", "% of ceiling", "non-2xx"):
+        table.add_column(column, justify="left" if column == "server" else "right")
+    for workers in (1, 2):
+        port = free_port()
+        bare = Server([sys.executable, "-m", "uvicorn", "bare_app:app", "--app-dir", str(HERE),
+                       "--port", str(port), "--workers", str(workers), "--log-level", "warning",
+                       "--no-access-log"], {**env, **THREADS_ENV}, HERE, port)
+        ceiling = 0.0
+        for name, server in (("bare FastAPI", bare),
+                             (PACKAGE, project_server(sys.executable, project, env, workers))):
+            with server:
+                server.wait_ready()
+                wrk(f"{server.url}/predict", script, 2, connections)  # warm-up
+                result = wrk(f"{server.url}/predict", script, seconds, connections)
+            ceiling = ceiling or result["rps"]
+            table.add_row(name, str(workers), f"{result['rps']:,.0f}", f"{result['p50']:.2f}",
+                          f"{result['p99']:.2f}", f"{100 * result['rps'] / ceiling:.0f}%",
+                          f"{result['errors']:.0f}")
+    console.print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-render", action="store_true", help="skip render timing")
+    parser.add_argument("--skip-throughput", action="store_true", help="skip the wrk runs")
+    parser.add_argument("--with-setup", action="store_true", help="also time venv + pip install")
+    parser.add_argument("--duration", type=float, default=10, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections")
+    args = parser.parse_args()
+    os.environ.update(QUIET_ENV)
+
+    with tempfile.TemporaryDirectory(prefix="flywheel-bench-") as tmp:
+        if not args.skip_render:
+            table = Table(title="copier.run_copy (median of 3, tasks skipped)")
+            table.add_column("variant")
+            table.add_column("seconds", justify="right")
+            for name, data in (("defaults", {}), ("xgboost + gitlab + dvc", LARGEST)):
+                times = [render(Path(tmp) / f"render-{name[:3]}-{i}", data) for i in range(3)]
+                table.add_row(name, f"{statistics.median(times):.2f}")
+            console.print(table)
+
+        project = Path(tmp) / "fraud-detection"
+        render(project, {})
+        env = {**os.environ, "FRAUD_DETECTION_ROOT": str(project),
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(project / "src"),
+                                                           os.environ.get("PYTHONPATH")]))}
+        table = Table(title="Render to first served prediction (default project)")
+        for column in ("setup", "render + venv + install s", "pipeline s", "serve -> 1st prediction s",
+                       "total s"):
+            table.add_column(column, justify="left" if column == "setup" else "right")
+        trained, served = first_prediction(sys.executable, project, env)
+        table.add_row("excluded", "-", f"{trained:.1f}", f"{served:.1f}", f"{trained + served:.1f}")
+        if args.with_setup:
+            fresh = Path(tmp) / "fresh"
+            start = time.perf_counter()
+            render(fresh, {})
+            venv_python = str(Path(tmp) / "venv" / "bin" / "python")
+            subprocess.run([sys.executable, "-m", "venv", str(Path(tmp) / "venv")], check=True)
+            subprocess.run([venv_python, "-m", "pip", "install", "-q", "-e", str(fresh)],
+                           check=True, timeout=1800)
+            setup = time.perf_counter() - start
+            fresh_env = {**os.environ, "FRAUD_DETECTION_ROOT": str(fresh)}
+            trained, served = first_prediction(venv_python, fresh, fresh_env)
+            table.add_row("included", f"{setup:.1f}", f"{trained:.1f}", f"{served:.1f}",
+                          f"{setup + trained + served:.1f}")
+        else:
+            table.add_row("included", "skipped (use --with-setup)", "", "", "")
+        console.print(table)
+
+        if not args.skip_throughput:
+            throughput(project, env, args.duration, args.connections)
+
+
+if __name__ == "__main__":
+    main()
