@@ -29,7 +29,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import copier
 import httpx
@@ -66,10 +66,10 @@ class Server:
 
     def __init__(self, command: list[str], env: dict[str, str], cwd: Path, port: int) -> None:
         self.command, self.env, self.cwd, self.url = command, env, cwd, f"http://127.0.0.1:{port}"
-        self.log = tempfile.TemporaryFile()
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in __exit__)
         self.process: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> Server:
+    def __enter__(self) -> Self:
         self.process = subprocess.Popen(self.command, env=self.env, cwd=self.cwd,
                                         stdout=self.log, stderr=subprocess.STDOUT)
         return self
@@ -111,8 +111,10 @@ def project_server(python: str, project: Path, env: dict[str, str], workers: int
 def first_prediction(python: str, project: Path, env: dict[str, str]) -> tuple[float, float]:
     """Seconds for the pipeline, then from `serve` to the first successful prediction."""
     start = time.perf_counter()
-    subprocess.run([python, "-m", PACKAGE, "pipeline"], env=env, cwd=project, check=True,
-                   capture_output=True, timeout=900)
+    done = subprocess.run([python, "-m", PACKAGE, "pipeline"], env=env, cwd=project,
+                          capture_output=True, text=True, timeout=900, check=False)
+    if done.returncode != 0:
+        raise subprocess.CalledProcessError(done.returncode, done.args, done.stdout, done.stderr)
     trained = time.perf_counter()
     with project_server(python, project, env, workers=1) as server:
         server.wait_ready()
@@ -133,12 +135,17 @@ def wrk(url: str, script: Path, seconds: float, connections: int) -> dict[str, f
                url]
     out = subprocess.run(command, capture_output=True, text=True, check=True,
                          timeout=seconds + 60).stdout
-    found = lambda pattern: re.search(pattern, out, re.M)  # noqa: E731
-    errors = found(r"Non-2xx or 3xx responses: (\d+)")
-    return {"rps": float(found(r"^Requests/sec:\s+([\d.]+)").group(1)),  # type: ignore[union-attr]
-            "p50": to_ms(found(r"^\s+50%\s+(\S+)").group(1)),  # type: ignore[union-attr]
-            "p99": to_ms(found(r"^\s+99%\s+(\S+)").group(1)),  # type: ignore[union-attr]
-            "errors": float(errors.group(1)) if errors else 0.0}
+
+    def grab(pattern: str, default: str | None = None) -> str:
+        if match := re.search(pattern, out, re.MULTILINE):
+            return match.group(1)
+        if default is None:
+            raise RuntimeError(f"unexpected wrk output:\n{out}")
+        return default
+
+    return {"rps": float(grab(r"^Requests/sec:\s+([\d.]+)")),
+            "p50": to_ms(grab(r"^\s+50%\s+(\S+)")), "p99": to_ms(grab(r"^\s+99%\s+(\S+)")),
+            "errors": float(grab(r"Non-2xx or 3xx responses: (\d+)", "0"))}
 
 
 def throughput(project: Path, env: dict[str, str], seconds: float, connections: int) -> None:
@@ -175,6 +182,33 @@ def throughput(project: Path, env: dict[str, str], seconds: float, connections: 
     console.print(table)
 
 
+def failed(what: str, exc: Exception) -> tuple[str]:
+    """Print why a measurement failed, with the tail of the command's output."""
+    output = getattr(exc, "stderr", None) or getattr(exc, "stdout", None) or ""
+    lines = [line for line in str(output).splitlines() if line.strip()]
+    console.print(f"[red]{what} failed:[/] {exc}", *lines[-15:], sep="\n", markup=False)
+    return ("failed (see above)",)
+
+
+def with_setup(tmp: Path) -> tuple[str, ...]:
+    """Render, fresh venv, `pip install -e` with every dependency, then the first prediction."""
+    project, venv = tmp / "fresh" / "fraud-detection", tmp / "fresh" / "venv"
+    python = str(venv / "bin" / "python")
+    start = time.perf_counter()
+    try:
+        render(project, {})
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+        subprocess.run([python, "-m", "pip", "install", "-q", "-e", str(project)], check=True,
+                       capture_output=True, text=True, timeout=1800)
+        setup = time.perf_counter() - start
+        trained, served = first_prediction(python, project, {**os.environ,
+                                                             "FRAUD_DETECTION_ROOT": str(project)})
+    except (subprocess.SubprocessError, RuntimeError) as exc:
+        return failed("setup included", exc)
+    total = setup + trained + served
+    return f"{setup:.1f}", f"{trained:.1f}", f"{served:.1f}", f"{total:.1f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-render", action="store_true", help="skip render timing")
@@ -201,26 +235,17 @@ def main() -> None:
                "PYTHONPATH": os.pathsep.join(filter(None, [str(project / "src"),
                                                            os.environ.get("PYTHONPATH")]))}
         table = Table(title="Render to first served prediction (default project)")
-        for column in ("setup", "render + venv + install s", "pipeline s", "serve -> 1st prediction s",
-                       "total s"):
+        for column in ("setup", "install s", "pipeline s", "serve->predict s", "total s"):
             table.add_column(column, justify="left" if column == "setup" else "right")
-        trained, served = first_prediction(sys.executable, project, env)
-        table.add_row("excluded", "-", f"{trained:.1f}", f"{served:.1f}", f"{trained + served:.1f}")
-        if args.with_setup:
-            fresh = Path(tmp) / "fresh"
-            start = time.perf_counter()
-            render(fresh, {})
-            venv_python = str(Path(tmp) / "venv" / "bin" / "python")
-            subprocess.run([sys.executable, "-m", "venv", str(Path(tmp) / "venv")], check=True)
-            subprocess.run([venv_python, "-m", "pip", "install", "-q", "-e", str(fresh)],
-                           check=True, timeout=1800)
-            setup = time.perf_counter() - start
-            fresh_env = {**os.environ, "FRAUD_DETECTION_ROOT": str(fresh)}
-            trained, served = first_prediction(venv_python, fresh, fresh_env)
-            table.add_row("included", f"{setup:.1f}", f"{trained:.1f}", f"{served:.1f}",
-                          f"{setup + trained + served:.1f}")
-        else:
-            table.add_row("included", "skipped (use --with-setup)", "", "", "")
+        try:
+            trained, served = first_prediction(sys.executable, project, env)
+            table.add_row("excluded", "-", f"{trained:.1f}", f"{served:.1f}",
+                          f"{trained + served:.1f}")
+        except (subprocess.SubprocessError, RuntimeError) as exc:
+            table.add_row("excluded", *failed("setup excluded", exc))
+            args.skip_throughput = True  # no champion to serve
+        table.add_row("included", *with_setup(Path(tmp)) if args.with_setup
+                      else ("skipped (use --with-setup)",))
         console.print(table)
 
         if not args.skip_throughput:
