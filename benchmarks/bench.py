@@ -40,8 +40,12 @@ REPO = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 PACKAGE = "fraud_detection"
 LARGEST = {"model_family": "xgboost", "ci_provider": "gitlab", "use_dvc": True}
-QUIET_ENV = {"DO_NOT_TRACK": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1",
-             "HF_HUB_OFFLINE": "1"}
+QUIET_ENV = {
+    "DO_NOT_TRACK": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DVC_NO_ANALYTICS": "1",
+    "HF_HUB_OFFLINE": "1",
+}
 THREADS_ENV = {var: "1" for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
 console = Console()
 
@@ -50,8 +54,16 @@ def render(dst: Path, data: dict[str, Any]) -> float:
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # copier's DirtyLocalWarning for uncommitted changes
-        copier.run_copy(str(REPO), dst, data=data, defaults=True, unsafe=True, skip_tasks=True,
-                        vcs_ref="HEAD", quiet=True)
+        copier.run_copy(
+            str(REPO),
+            dst,
+            data=data,
+            defaults=True,
+            unsafe=True,
+            skip_tasks=True,
+            vcs_ref="HEAD",
+            quiet=True,
+        )
     return time.perf_counter() - start
 
 
@@ -70,8 +82,9 @@ class Server:
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Self:
-        self.process = subprocess.Popen(self.command, env=self.env, cwd=self.cwd,
-                                        stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            self.command, env=self.env, cwd=self.cwd, stdout=self.log, stderr=subprocess.STDOUT
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -111,8 +124,15 @@ def project_server(python: str, project: Path, env: dict[str, str], workers: int
 def first_prediction(python: str, project: Path, env: dict[str, str]) -> tuple[float, float]:
     """Seconds for the pipeline, then from `serve` to the first successful prediction."""
     start = time.perf_counter()
-    done = subprocess.run([python, "-m", PACKAGE, "pipeline"], env=env, cwd=project,
-                          capture_output=True, text=True, timeout=900, check=False)
+    done = subprocess.run(
+        [python, "-m", PACKAGE, "pipeline"],
+        env=env,
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     if done.returncode != 0:
         raise subprocess.CalledProcessError(done.returncode, done.args, done.stdout, done.stderr)
     trained = time.perf_counter()
@@ -131,10 +151,19 @@ def to_ms(value: str) -> float:
 
 
 def wrk(url: str, script: Path, seconds: float, connections: int) -> dict[str, float]:
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s", str(script),
-               url]
-    out = subprocess.run(command, capture_output=True, text=True, check=True,
-                         timeout=seconds + 60).stdout
+    command = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds:g}s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+    ]
+    out = subprocess.run(
+        command, capture_output=True, text=True, check=True, timeout=seconds + 60
+    ).stdout
 
     def grab(pattern: str, default: str | None = None) -> str:
         if match := re.search(pattern, out, re.MULTILINE):
@@ -143,9 +172,12 @@ def wrk(url: str, script: Path, seconds: float, connections: int) -> dict[str, f
             raise RuntimeError(f"unexpected wrk output:\n{out}")
         return default
 
-    return {"rps": float(grab(r"^Requests/sec:\s+([\d.]+)")),
-            "p50": to_ms(grab(r"^\s+50%\s+(\S+)")), "p99": to_ms(grab(r"^\s+99%\s+(\S+)")),
-            "errors": float(grab(r"Non-2xx or 3xx responses: (\d+)", "0"))}
+    return {
+        "rps": float(grab(r"^Requests/sec:\s+([\d.]+)")),
+        "p50": to_ms(grab(r"^\s+50%\s+(\S+)")),
+        "p99": to_ms(grab(r"^\s+99%\s+(\S+)")),
+        "errors": float(grab(r"Non-2xx or 3xx responses: (\d+)", "0")),
+    }
 
 
 def throughput(project: Path, env: dict[str, str], seconds: float, connections: int) -> None:
@@ -158,27 +190,54 @@ def throughput(project: Path, env: dict[str, str], seconds: float, connections: 
     example = schema["components"]["schemas"]["Record"]["examples"][0]
     body = json.dumps(example, ensure_ascii=False)
     script = project / "post.lua"
-    script.write_text(f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                      f"wrk.body = [==[{body}]==]\n")
+    script.write_text(
+        f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = [==[{body}]==]\n"
+    )
     table = Table(title=f"POST /predict, wrk -t1 -c{connections} -d{seconds:g}s, 127.0.0.1")
     for column in ("server", "workers", "req/s", "p50 ms", "p99 ms", "% of ceiling", "non-2xx"):
         table.add_column(column, justify="left" if column == "server" else "right")
     for workers in (1, 2):
         port = free_port()
-        bare = Server([sys.executable, "-m", "uvicorn", "bare_app:app", "--app-dir", str(HERE),
-                       "--port", str(port), "--workers", str(workers), "--log-level", "warning",
-                       "--no-access-log"], {**env, **THREADS_ENV}, HERE, port)
+        bare = Server(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "bare_app:app",
+                "--app-dir",
+                str(HERE),
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            {**env, **THREADS_ENV},
+            HERE,
+            port,
+        )
         ceiling = 0.0
-        for name, server in (("bare FastAPI", bare),
-                             (PACKAGE, project_server(sys.executable, project, env, workers))):
+        for name, server in (
+            ("bare FastAPI", bare),
+            (PACKAGE, project_server(sys.executable, project, env, workers)),
+        ):
             with server:
                 server.wait_ready()
                 wrk(f"{server.url}/predict", script, 2, connections)  # warm-up
                 result = wrk(f"{server.url}/predict", script, seconds, connections)
             ceiling = ceiling or result["rps"]
-            table.add_row(name, str(workers), f"{result['rps']:,.0f}", f"{result['p50']:.2f}",
-                          f"{result['p99']:.2f}", f"{100 * result['rps'] / ceiling:.0f}%",
-                          f"{result['errors']:.0f}")
+            table.add_row(
+                name,
+                str(workers),
+                f"{result['rps']:,.0f}",
+                f"{result['p50']:.2f}",
+                f"{result['p99']:.2f}",
+                f"{100 * result['rps'] / ceiling:.0f}%",
+                f"{result['errors']:.0f}",
+            )
     console.print(table)
 
 
@@ -186,7 +245,8 @@ def failed(what: str, exc: Exception) -> tuple[str]:
     """Print why a measurement failed, with the tail of the command's output."""
     output = getattr(exc, "stderr", None) or getattr(exc, "stdout", None) or ""
     lines = [line for line in str(output).splitlines() if line.strip()]
-    console.print(f"[red]{what} failed:[/] {exc}", *lines[-15:], sep="\n", markup=False)
+    console.print(f"[red]{what} failed:[/]")
+    console.print(str(exc), *lines[-15:], sep="\n", markup=False, highlight=False)
     return ("failed (see above)",)
 
 
@@ -198,11 +258,17 @@ def with_setup(tmp: Path) -> tuple[str, ...]:
     try:
         render(project, {})
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-        subprocess.run([python, "-m", "pip", "install", "-q", "-e", str(project)], check=True,
-                       capture_output=True, text=True, timeout=1800)
+        subprocess.run(
+            [python, "-m", "pip", "install", "-q", "-e", str(project)],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
         setup = time.perf_counter() - start
-        trained, served = first_prediction(python, project, {**os.environ,
-                                                             "FRAUD_DETECTION_ROOT": str(project)})
+        trained, served = first_prediction(
+            python, project, {**os.environ, "FRAUD_DETECTION_ROOT": str(project)}
+        )
     except (subprocess.SubprocessError, RuntimeError) as exc:
         return failed("setup included", exc)
     total = setup + trained + served
@@ -231,21 +297,28 @@ def main() -> None:
 
         project = Path(tmp) / "fraud-detection"
         render(project, {})
-        env = {**os.environ, "FRAUD_DETECTION_ROOT": str(project),
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(project / "src"),
-                                                           os.environ.get("PYTHONPATH")]))}
+        env = {
+            **os.environ,
+            "FRAUD_DETECTION_ROOT": str(project),
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [str(project / "src"), os.environ.get("PYTHONPATH")])
+            ),
+        }
         table = Table(title="Render to first served prediction (default project)")
         for column in ("setup", "install s", "pipeline s", "serve->predict s", "total s"):
             table.add_column(column, justify="left" if column == "setup" else "right")
         try:
             trained, served = first_prediction(sys.executable, project, env)
-            table.add_row("excluded", "-", f"{trained:.1f}", f"{served:.1f}",
-                          f"{trained + served:.1f}")
+            table.add_row(
+                "excluded", "-", f"{trained:.1f}", f"{served:.1f}", f"{trained + served:.1f}"
+            )
         except (subprocess.SubprocessError, RuntimeError) as exc:
             table.add_row("excluded", *failed("setup excluded", exc))
             args.skip_throughput = True  # no champion to serve
-        table.add_row("included", *with_setup(Path(tmp)) if args.with_setup
-                      else ("skipped (use --with-setup)",))
+        table.add_row(
+            "included",
+            *with_setup(Path(tmp)) if args.with_setup else ("skipped (use --with-setup)",),
+        )
         console.print(table)
 
         if not args.skip_throughput:

@@ -1,0 +1,64 @@
+"""Template test sessions. Plain `nox` runs them all; `nox -s render` runs one tier."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["lint", "render", "smoke", "quickstart"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True
+
+TEMPLATE_TOOLS = ["copier>=9.4", "pytest>=8", "pyyaml", "ruff", "packaging"]
+TELEMETRY_OFF = {
+    "DO_NOT_TRACK": "1",
+    "BENTOML_DO_NOT_TRACK": "True",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DVC_NO_ANALYTICS": "1",
+    "HF_HUB_OFFLINE": "1",
+}
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff over the template repository's own Python (rendered projects: see `render`)."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def render(session: nox.Session) -> None:
+    """Fast tier: every supported combination renders lint-clean, unsupported ones are refused."""
+    session.install(*TEMPLATE_TOOLS)
+    session.run("pytest", "tests/test_render.py", *session.posargs, env=TELEMETRY_OFF)
+
+
+@nox.session
+def smoke(session: nox.Session) -> None:
+    """Slow tier: generated projects share one environment; their tests and pipelines run."""
+    session.install(*TEMPLATE_TOOLS)
+    with tempfile.TemporaryDirectory() as tmp:
+        requirements = Path(tmp) / "requirements.txt"
+        session.run("python", "tests/helpers.py", str(requirements), silent=True)
+        session.install("-r", str(requirements))  # heavy packages, once for every variant
+    session.run("pytest", "tests/test_smoke.py", *session.posargs, env=TELEMETRY_OFF)
+
+
+@nox.session
+def quickstart(session: nox.Session) -> None:
+    """The README's first command, verbatim, from a fresh clone: it must end in a prediction."""
+    readme = Path("README.md").read_text()
+    command = readme.split("```bash\n", 1)[1].split("\n```", 1)[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        clone = Path(tmp) / "flywheel"
+        session.run("git", "clone", "--quiet", str(Path.cwd()), str(clone), external=True)
+        session.chdir(clone)
+        output = session.run(
+            "bash", "-euo", "pipefail", "-c", command, env=TELEMETRY_OFF, silent=True, external=True
+        )
+    print(output)
+    if '"prediction"' not in (output or ""):
+        session.error("the quickstart did not end with a served prediction")

@@ -1,0 +1,127 @@
+"""Render tier: every supported answer set renders clean; every unsupported one is refused."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.helpers import ROOT, render
+from tests.variants import SUPPORTED, UNSUPPORTED
+
+LEFTOVER = re.compile(r"(?<!\$)\{\{|\{%|%\}|\.jinja\b")
+
+
+@pytest.fixture(scope="module", params=list(SUPPORTED), ids=list(SUPPORTED))
+def rendered(request, tmp_path_factory) -> tuple[dict, Path]:
+    answers = SUPPORTED[request.param]
+    return answers, render(tmp_path_factory.mktemp(request.param) / "project", answers)
+
+
+def _files(project: Path) -> list[Path]:
+    return [p for p in project.rglob("*") if p.is_file() and ".git" not in p.parts]
+
+
+def test_every_file_parses(rendered):
+    _, project = rendered
+    for path in _files(project):
+        text = path.read_text()
+        if path.suffix in {".yml", ".yaml"} or path.name == ".copier-answers.yml":
+            yaml.safe_load(text)
+        elif path.suffix == ".toml":
+            tomllib.loads(text)
+        elif path.suffix == ".json":
+            json.loads(text)
+        elif path.suffix == ".py":
+            compile(text, str(path), "exec")
+
+
+def test_no_template_syntax_is_left(rendered):
+    _, project = rendered
+    for path in _files(project):
+        assert not LEFTOVER.search(path.read_text()), f"leftover template syntax in {path}"
+        assert "{{" not in str(path) and not path.name.endswith(".jinja")
+
+
+def test_python_is_lint_clean(rendered):
+    _, project = rendered
+    for args in (["check", "--no-cache", "."], ["format", "--check", "--no-cache", "."]):
+        result = subprocess.run(
+            [sys.executable, "-m", "ruff", *args], cwd=project, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_answers_are_recorded_for_copier_update(rendered):
+    answers, project = rendered
+    recorded = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert "_src_path" in recorded and "_commit" in recorded
+    for key, value in answers.items():
+        assert recorded[key] == value
+
+
+def test_optional_files_exist_only_when_chosen(rendered):
+    answers, project = rendered
+    dvc = answers.get("use_dvc", True)
+    ci = answers.get("ci_provider", "github")
+    assert (project / "dvc.yaml").exists() == dvc
+    assert (project / ".dvcignore").exists() == dvc
+    assert (project / ".github" / "workflows" / "ci.yml").exists() == (ci == "github")
+    assert (project / ".gitlab-ci.yml").exists() == (ci == "gitlab")
+    assert not (project / ".github").exists() or ci == "github"
+
+
+def test_names_and_dependencies_follow_the_answers(rendered):
+    answers, project = rendered
+    meta = tomllib.loads((project / "pyproject.toml").read_text())["project"]
+    package = answers.get("package_name", "fraud_detection")
+    assert (project / "src" / package / "cli.py").is_file()
+    assert meta["requires-python"] == f">={answers.get('python_version', '3.11')}"
+    family = answers.get("model_family", "hist_gradient_boosting")
+    names = {re.split(r"[<>=\[ ]", dep)[0] for dep in meta["dependencies"]}
+    assert ("xgboost" in names) == (family == "xgboost")
+    assert ("lightgbm" in names) == (family == "lightgbm")
+    assert ("dvc" in names) == answers.get("use_dvc", True)
+    assert yaml.safe_load((project / "params.yaml").read_text())["model"]["family"] == family
+
+
+def test_make_targets_of_the_readme_exist(rendered):
+    _, project = rendered
+    makefile = (project / "Makefile").read_text()
+    readme = (project / "README.md").read_text()
+    for target in ("setup", "train", "serve", "smoke", "test"):
+        assert re.search(rf"^{target}:", makefile, re.M), target
+        assert f"make {target}" in readme
+
+
+@pytest.mark.parametrize(("answers", "message"), list(UNSUPPORTED.values()), ids=list(UNSUPPORTED))
+def test_unsupported_answers_are_refused_with_a_message(tmp_path, answers, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        render(tmp_path / "project", answers)
+    assert not (tmp_path / "project" / "pyproject.toml").exists()
+
+
+def test_tasks_make_a_repository_with_a_first_commit(tmp_path):
+    project = render(tmp_path / "project", {"use_dvc": False}, tasks=True)
+    log = subprocess.run(
+        ["git", "log", "--oneline"], cwd=project, capture_output=True, text=True, check=True
+    )
+    assert "Initial commit from the Flywheel template" in log.stdout
+    status = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=project, capture_output=True, text=True, check=True
+    )
+    assert status.stdout == ""
+
+
+def test_options_reference_lists_every_question():
+    config = yaml.safe_load((ROOT / "copier.yml").read_text())
+    questions = [key for key in config if not key.startswith("_")]
+    reference = (ROOT / "docs" / "options.md").read_text()
+    missing = [q for q in questions if f"`{q}`" not in reference]
+    assert not missing, f"docs/options.md does not describe {missing}"

@@ -1,0 +1,93 @@
+"""Smoke tier: generated projects installed into this (shared) environment, run for real.
+
+nox installs the union of the smoke variants' dependencies once; each project is then added
+with `pip install --no-deps -e`, so heavy packages are never installed per variant.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tomllib
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+
+from tests.helpers import TELEMETRY_OFF, dependencies, render
+from tests.variants import SMOKE, SUPPORTED
+
+pytestmark = pytest.mark.smoke
+VENV = Path(sys.prefix)
+
+
+def _env() -> dict[str, str]:
+    env = {**os.environ, **TELEMETRY_OFF, "PATH": f"{VENV / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
+def _run(command: list[str], cwd: Path) -> str:
+    result = subprocess.run(command, cwd=cwd, env=_env(), capture_output=True, text=True)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{' '.join(command)} failed:\n{output[-4000:]}"
+    return " ".join(output.split())  # rich wraps long lines
+
+
+@pytest.fixture(scope="module", params=SMOKE, ids=SMOKE)
+def project(request, tmp_path_factory, monkeypatch_module) -> tuple[dict, Path]:
+    answers = SUPPORTED[request.param]
+    monkeypatch_module.setenv("PATH", _env()["PATH"])  # the tasks' `dvc init` needs dvc
+    path = render(tmp_path_factory.mktemp(request.param) / "project", answers, tasks=True)
+    _run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "-e", "."], path)
+    yield answers, path
+    name = tomllib.loads((path / "pyproject.toml").read_text())["project"]["name"]
+    subprocess.run([sys.executable, "-m", "pip", "uninstall", "--quiet", "-y", name], check=False)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+def test_shared_environment_satisfies_the_project(project):
+    _, path = project
+    for line in dependencies(path):
+        requirement = Requirement(line)
+        try:
+            installed = version(requirement.name)
+        except PackageNotFoundError:
+            pytest.fail(f"{requirement.name} is not installed in the smoke environment")
+        assert requirement.specifier.contains(installed, prereleases=True), (line, installed)
+
+
+def test_project_test_suite_passes(project):
+    _, path = project
+    output = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], path)
+    assert " passed" in output and "failed" not in output
+
+
+def test_make_train_promotes_then_a_failing_model_leaves_the_champion(project):
+    answers, path = project
+    make = ["make", f"VENV={VENV}"]
+    first = _run([*make, "train"], path)
+    assert "as champion: first champion" in first
+
+    if answers.get("use_dvc", True):
+        assert "up to date" in _run([sys.executable, "-m", "dvc", "status"], path)
+        _run([sys.executable, "-m", "dvc", "push"], path)
+        assert any((path / ".dvc-storage").rglob("*")), "dvc push wrote nothing to the remote"
+
+    params = yaml.safe_load((path / "params.yaml").read_text())
+    params["evaluate"]["gate"]["roc_auc"] = 0.999
+    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    second = _run([*make, "train"], path)
+    assert "quality gate failed" in second and "champion v1 (1.0.0) unchanged" in second
+    assert "champion" in _run([*make, "models"], path)
+
+    answer = _run([*make, "smoke"], path)
+    assert '"prediction"' in answer and '"model_version": "1"' in answer

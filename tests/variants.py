@@ -1,0 +1,41 @@
+"""Which answer sets the template supports and which it refuses: data, not test functions.
+
+Coverage grows by adding a row. `SUPPORTED` must render lint-clean; `SMOKE` (a subset) is
+installed and runs its own test suite and pipeline; `UNSUPPORTED` must be refused with a
+message containing the given text.
+"""
+
+from __future__ import annotations
+
+SUPPORTED: dict[str, dict[str, object]] = {
+    "defaults": {},
+    "xgboost-no-dvc-gitlab": {"model_family": "xgboost", "use_dvc": False, "ci_provider": "gitlab"},
+    "lightgbm-no-ci": {
+        "model_family": "lightgbm",
+        "ci_provider": "none",
+        "python_version": "3.12",
+        "license": "Apache-2.0",
+    },
+    "custom-names": {
+        "project_name": "Churn Model",
+        "package_name": "churn",
+        "description": "Predict which customers leave.",
+        "python_version": "3.10",
+    },
+}
+
+# Installed into one shared environment, their own tests and pipeline run.
+SMOKE = ["defaults", "xgboost-no-dvc-gitlab"]
+
+UNSUPPORTED: dict[str, tuple[dict[str, object], str]] = {
+    "empty-name": ({"project_name": "   "}, "project_name must not be empty"),
+    "bad-package": ({"package_name": "1-bad name"}, "is not a lowercase Python identifier"),
+    "keyword-package": ({"package_name": "class"}, "would shadow"),
+    "bad-slug": ({"project_slug": "Fraud Detection"}, "must start with a letter"),
+    "old-python": ({"python_version": "3.8"}, "'3.8' is not in ['3.10', '3.11', '3.12', '3.13']"),
+    "python-2": ({"python_version": "2.7"}, "Invalid choice for 'python_version'"),
+    "llm-not-yet": ({"use_case": "llm"}, "use_case 'llm' is not available yet"),
+    "unknown-family": ({"model_family": "catboost"}, "Invalid choice for 'model_family'"),
+    "unknown-tracker": ({"tracker": "neptune"}, "Invalid choice for 'tracker'"),
+    "bad-email": ({"author_email": "nobody"}, "is not an e-mail address"),
+}
