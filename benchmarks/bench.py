@@ -11,7 +11,7 @@
    bare FastAPI endpoint returning a constant (bare_app.py, the framework's ceiling), with 1 and
    2 uvicorn workers, each after readiness and a 2 s warm-up, all on 127.0.0.1.
 
-Run from the repository root:  /work/venv/bin/python benchmarks/bench.py [--duration 10]
+Run from the repository root:  python benchmarks/bench.py [--duration 10] [--with-setup]
 """
 
 from __future__ import annotations
