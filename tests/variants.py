@@ -16,6 +16,14 @@ SUPPORTED: dict[str, dict[str, object]] = {
         "python_version": "3.12",
         "license": "Apache-2.0",
     },
+    "canary-shadow-bentoml-k8s": {"rollout": "canary_shadow", "serving": "bentoml"},
+    "fastapi-canary-no-k8s": {"rollout": "canary", "use_kubernetes": False},
+    "fastapi-shadow-staging": {
+        "rollout": "shadow",
+        "k8s_namespace": "fraud",
+        "image_registry": "registry.example.com/ml",
+    },
+    "triton-canary-xgboost": {"serving": "triton", "rollout": "canary", "model_family": "xgboost"},
     "custom-names": {
         "project_name": "Churn Model",
         "package_name": "churn",
@@ -38,4 +46,13 @@ UNSUPPORTED: dict[str, tuple[dict[str, object], str]] = {
     "unknown-family": ({"model_family": "catboost"}, "Invalid choice for 'model_family'"),
     "unknown-tracker": ({"tracker": "neptune"}, "Invalid choice for 'tracker'"),
     "bad-email": ({"author_email": "nobody"}, "is not an e-mail address"),
+    "mesh-rollout-without-k8s": (
+        {"rollout": "canary", "serving": "bentoml", "use_kubernetes": False},
+        "rollout 'canary' with serving 'bentoml' needs Kubernetes",
+    ),
+    "bad-namespace": ({"k8s_namespace": "Fraud_NS"}, "is not a valid Kubernetes namespace"),
+    "registry-with-scheme": (
+        {"image_registry": "https://ghcr.io/x"},
+        "must look like registry.example.com/team",
+    ),
 }
