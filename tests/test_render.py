@@ -15,7 +15,7 @@ import yaml
 from tests.helpers import ROOT, render
 from tests.variants import SUPPORTED, UNSUPPORTED
 
-LEFTOVER = re.compile(r"(?<!\$)\{\{|\{%|%\}|\.jinja\b")
+LEFTOVER = re.compile(r"(?<!\$)\{\{|\{%|\.jinja\b")
 
 
 @pytest.fixture(scope="module", params=list(SUPPORTED), ids=list(SUPPORTED))

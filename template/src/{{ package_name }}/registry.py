@@ -98,6 +98,39 @@ def _register_version(settings: Settings, client, report: dict) -> tuple[str, st
     return str(version), semver
 
 
+def promote_challenger(settings: Settings) -> str:
+    """Challenger becomes champion; the old champion stays reachable as previous_champion."""
+    client = connect(settings, experiment=False)
+    name = settings.registry.model_name
+    challenger = _version_by_alias(client, name, CHALLENGER)
+    if challenger is None:
+        raise ProjectError(f"No '{CHALLENGER}' alias on {name}: nothing to promote.")
+    champion = _version_by_alias(client, name, CHAMPION)
+    if champion:
+        client.set_registered_model_alias(name, "previous_champion", champion.version)
+    client.set_registered_model_alias(name, CHAMPION, challenger.version)
+    client.delete_registered_model_alias(name, CHALLENGER)
+    return str(challenger.version)
+
+
+def retire_challenger(settings: Settings) -> None:
+    """Roll back: the challenger alias goes, the champion stays."""
+    client = connect(settings, experiment=False)
+    if _version_by_alias(client, settings.registry.model_name, CHALLENGER):
+        client.delete_registered_model_alias(settings.registry.model_name, CHALLENGER)
+
+
+def aliases(settings: Settings) -> dict[str, str]:
+    """{version: alias} for champion and challenger, e.g. to name the arms of a canary."""
+    client = connect(settings, experiment=False)
+    found = {}
+    for alias in (CHAMPION, CHALLENGER):
+        version = _version_by_alias(client, settings.registry.model_name, alias)
+        if version:
+            found[str(version.version)] = alias
+    return found
+
+
 def git_commit(root: Path) -> str:
     """The commit the model was trained from; `-dirty` when tracked files had changes."""
 
