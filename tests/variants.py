@@ -33,7 +33,7 @@ SUPPORTED: dict[str, dict[str, object]] = {
 }
 
 # Installed into one shared environment, their own tests and pipeline run.
-SMOKE = ["defaults", "xgboost-no-dvc-gitlab"]
+SMOKE = ["defaults", "xgboost-no-dvc-gitlab", "fastapi-canary-no-k8s"]
 
 UNSUPPORTED: dict[str, tuple[dict[str, object], str]] = {
     "empty-name": ({"project_name": "   "}, "project_name must not be empty"),
