@@ -24,6 +24,7 @@ SUPPORTED: dict[str, dict[str, object]] = {
         "image_registry": "registry.example.com/ml",
     },
     "triton-canary-xgboost": {"serving": "triton", "rollout": "canary", "model_family": "xgboost"},
+    "wandb": {"tracker": "wandb", "use_kubernetes": False},
     "custom-names": {
         "project_name": "Churn Model",
         "package_name": "churn",

@@ -131,6 +131,15 @@ def aliases(settings: Settings) -> dict[str, str]:
     return found
 
 
+def champion_trained_at(settings: Settings) -> float:
+    """When the champion's training run started (epoch seconds); 0 without a champion."""
+    client = connect(settings, experiment=False)
+    champion = _version_by_alias(client, settings.registry.model_name, CHAMPION)
+    if champion is None:
+        return 0.0
+    return client.get_run(champion.run_id).info.start_time / 1000
+
+
 def git_commit(root: Path) -> str:
     """The commit the model was trained from; `-dirty` when tracked files had changes."""
 

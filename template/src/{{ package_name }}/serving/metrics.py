@@ -40,6 +40,17 @@ class ServingMetrics:
             ["model_version", "predicted_class"],
             registry=self.registry,
         )
+        self.feedback = Counter(
+            "model_feedback_labels_total",
+            "Ground-truth labels received for served predictions.",
+            registry=self.registry,
+        )
+        self.retraining = Counter(
+            "retraining_requests_total",
+            "Retraining requests from webhooks, by outcome (started, deduplicated, ignored).",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.model_info = Gauge(
             "model_info",
             "The model being served (value is always 1).",

@@ -18,6 +18,7 @@ class PredictResponse(BaseModel):
     prediction: str
     probabilities: dict[str, float]
     model_version: str
+    request_id: str
 
 
 class BatchResponse(BaseModel):

@@ -1,0 +1,1 @@
+"""Pipelines: retraining triggers and the Kubeflow pipeline."""
