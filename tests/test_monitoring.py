@@ -371,12 +371,9 @@ def test_service_monitor_scrapes_the_server_service(project):
 
 def test_drift_cron_job_runs_the_cli_hardened(project):
     answers = project.answers
-    cronjob_file = project.k8s / "drift-cronjob.yaml"
-    if not answers["use_kubernetes"] or answers["serving"] == "triton":
-        # Triton's image holds no project CLI to run the job with.
-        assert not cronjob_file.exists()
-        pytest.skip("no drift CronJob in this variant")
-    cronjob = yaml.safe_load(cronjob_file.read_text())
+    if not answers["use_kubernetes"]:
+        pytest.skip("no Kubernetes manifests in this variant")
+    cronjob = yaml.safe_load((project.k8s / "drift-cronjob.yaml").read_text())
     pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]
     (container,) = pod["spec"]["containers"]
     assert f"{project.slug} drift" in " ".join(container["command"])
@@ -428,10 +425,7 @@ def test_monitoring_kustomization_builds_alone_and_beside_base(project, tmp_path
     if not project.answers["use_kubernetes"]:
         pytest.skip("no Kubernetes manifests in this variant")
     alone = {doc["kind"] for doc in kustomize(project.k8s)}
-    expected = {"PrometheusRule", "ServiceMonitor", "ConfigMap"}
-    if project.answers["serving"] != "triton":
-        expected.add("CronJob")
-    assert alone == expected
+    assert alone == {"PrometheusRule", "ServiceMonitor", "ConfigMap", "CronJob"}
     # As an overlay will wire it: the CronJob's ConfigMap and ServiceAccount come from base.
     overlay = project.root / "deploy" / "k8s" / "wired"
     overlay.mkdir()
