@@ -1,0 +1,1 @@
+"""Monitoring: what production traffic looks like compared with what the model learnt from."""
