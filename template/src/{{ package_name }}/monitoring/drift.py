@@ -77,19 +77,17 @@ def run(
     settings: Settings, files: Sequence[Path] = (), *, with_log: bool = False, fast: bool = False
 ) -> dict[str, Any]:
     """Test current data for drift; write report, summary and plot; export the gauges."""
-    prepared = load_prepared(settings)
-    spec = prepared.spec
+    reference, spec, reference_source = load_reference(settings)
     current, sources, notes = read_current(settings, spec, files, with_log)
     for note in notes:
         console.print(f"[yellow]Warning:[/] {note}")
-    reference = prepared.train[spec.names]
     out = settings.reports_dir / JOB
     out.mkdir(parents=True, exist_ok=True)
     html = out / "report.html"
     result = _decide(reference, current, spec, settings.monitoring, fast=fast, html=html)
     root = settings.root
     summary = summarise(result, len(reference), len(current), sources, notes)
-    summary["reference"] = _relative(settings.prepared_dir / "train.parquet", root)
+    summary["reference"] = reference_source
     summary["outputs"] = {
         "summary": _relative(out / "summary.json", root),
         "report_html": _relative(html, root) if html.exists() else None,
@@ -99,6 +97,29 @@ def run(
     _write_json(out / "summary.json", summary)
     export(gauges(result, len(current)), job=JOB, settings=settings, descriptions=DESCRIPTIONS)
     return summary
+
+
+def load_reference(settings: Settings) -> tuple[pd.DataFrame, FeatureSpec, str]:
+    """The training snapshot: data/prepared when this checkout trained, else the champion's.
+
+    A scheduled job in a container has no data/prepared: it takes the reference sample the
+    champion's training run logged (`reference.parquet`), so it compares with what the served
+    model really saw.
+    """
+    if (settings.prepared_dir / "feature_spec.json").is_file():
+        prepared = load_prepared(settings)
+        source = _relative(settings.prepared_dir / "train.parquet", settings.root)
+        return prepared.train[prepared.spec.names], prepared.spec, source
+    import mlflow
+
+    from ..serving.model import load_model
+
+    champion = load_model(settings)  # names the alias and registry when there is none
+    run_id = champion.run_id
+    frame = pd.read_parquet(
+        mlflow.artifacts.download_artifacts(f"runs:/{run_id}/reference.parquet")
+    )
+    return frame[champion.spec.names], champion.spec, f"runs:/{run_id}/reference.parquet"
 
 
 def _decide(

@@ -97,10 +97,14 @@ def request_retraining(settings: Settings, reason: str) -> Request:
     log = settings.root / "logs" / f"retrain-{time.strftime('%Y%m%dT%H%M%S')}.log"
     package = __package__.split(".")[0]
     command = [sys.executable, "-m", package, "retrain", "--reason", reason, "--lock-held"]
+    # The run imports this very code, however the server found it (installed or on a path).
+    source = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([source, os.environ.get("PYTHONPATH", "")])}
     with log.open("w") as output:
         process = subprocess.Popen(
             command,
             cwd=settings.root,
+            env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # outlives a server restart

@@ -22,6 +22,7 @@ class LoadedModel:
     semver: str
     estimator: Any
     spec: FeatureSpec
+    run_id: str = ""
     _fast: FastPath | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -115,4 +116,5 @@ def load_model(settings: Settings, alias: str | None = None) -> LoadedModel:
         semver=version.tags.get("semver", "unknown"),
         estimator=estimator,
         spec=FeatureSpec.model_validate(spec),
+        run_id=version.run_id,
     )
