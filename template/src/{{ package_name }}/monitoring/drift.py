@@ -114,7 +114,13 @@ def load_reference(settings: Settings) -> tuple[pd.DataFrame, FeatureSpec, str]:
 
     from ..serving.model import load_model
 
-    champion = load_model(settings)  # names the alias and registry when there is none
+    try:
+        champion = load_model(settings)
+    except ProjectError as exc:
+        raise ProjectError(
+            f"No training snapshot: {settings.prepared_dir} is missing (run the 'prepare' step "
+            f"first) and the champion's cannot be fetched: {exc}"
+        ) from None
     run_id = champion.run_id
     frame = pd.read_parquet(
         mlflow.artifacts.download_artifacts(f"runs:/{run_id}/reference.parquet")
