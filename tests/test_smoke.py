@@ -91,3 +91,22 @@ def test_make_train_promotes_then_a_failing_model_leaves_the_champion(project):
 
     answer = _run([*make, "smoke"], path)
     assert '"prediction"' in answer and '"model_version": "1"' in answer
+
+
+def test_serving_option_targets_serve_the_champion(project, monkeypatch, tmp_path):
+    """After `make train`: BentoML builds and serves v1; Triton's repository holds v1 as ONNX."""
+    answers, path = project
+    make = ["make", f"VENV={VENV}"]
+    serving = answers.get("serving", "fastapi")
+    if serving == "bentoml":
+        monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))  # not the user's store
+        assert "Built Bento" in _run([*make, "bento"], path)
+        answer = _run([*make, "smoke-bento"], path)
+        assert '"prediction"' in answer and '"model_version": "1"' in answer
+    elif serving == "triton":
+        assert "predicts the model's class" in _run([*make, "triton"], path)
+        package = answers.get("package_name", "fraud_detection")
+        model = path / "deploy" / "triton" / "model_repository" / package
+        assert (model / "config.pbtxt").is_file() and (model / "1" / "model.onnx").is_file()
+    else:
+        pytest.skip("FastAPI is served by `make smoke` above")

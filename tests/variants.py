@@ -24,6 +24,9 @@ SUPPORTED: dict[str, dict[str, object]] = {
         "image_registry": "registry.example.com/ml",
     },
     "triton-canary-xgboost": {"serving": "triton", "rollout": "canary", "model_family": "xgboost"},
+    "bentoml": {"serving": "bentoml"},
+    "triton-xgboost": {"serving": "triton", "model_family": "xgboost"},
+    "triton-hist-gradient-boosting-no-k8s": {"serving": "triton", "use_kubernetes": False},
     "wandb": {"tracker": "wandb", "use_kubernetes": False},
     "custom-names": {
         "project_name": "Churn Model",
@@ -34,7 +37,7 @@ SUPPORTED: dict[str, dict[str, object]] = {
 }
 
 # Installed into one shared environment, their own tests and pipeline run.
-SMOKE = ["defaults", "xgboost-no-dvc-gitlab", "fastapi-canary-no-k8s"]
+SMOKE = ["defaults", "xgboost-no-dvc-gitlab", "fastapi-canary-no-k8s", "bentoml", "triton-xgboost"]
 
 UNSUPPORTED: dict[str, tuple[dict[str, object], str]] = {
     "empty-name": ({"project_name": "   "}, "project_name must not be empty"),
