@@ -389,7 +389,8 @@ def test_drift_cron_job_runs_the_cli_hardened(project):
     mounts = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
     assert "emptyDir" in mounts["/app/reports"]
     # The request log is the server's: the same claim its Deployment writes to.
-    assert mounts["/app/logs"]["persistentVolumeClaim"]["claimName"] == f"{project.slug}-request-logs"
+    claim = mounts["/app/logs"]["persistentVolumeClaim"]["claimName"]
+    assert claim == f"{project.slug}-request-logs"
     # The Service, PDB and NetworkPolicy pick the server's pods by their labels: never these.
     service = yaml.safe_load(
         (project.root / "deploy" / "k8s" / "base" / "service.yaml").read_text()
