@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..config import Settings
 from ..console import console
+from . import local
 
 
 @dataclass(frozen=True)
@@ -127,19 +128,9 @@ def retrain(settings: Settings, reason: str, lock_held: bool = False) -> None:
 
             console.print(f"Submitted Kubeflow run {submit(settings, host, reason)}")
         else:
-            _run_local_pipeline(settings)
+            local.run(settings)
     finally:
         lock.release()
-
-
-def _run_local_pipeline(settings: Settings) -> None:
-    from ..data.prepare import prepare
-    from ..registry import register
-    from ..training.evaluate import evaluate
-    from ..training.train import train
-
-    for stage in (prepare, train, evaluate, register):
-        stage(settings)
 
 
 def new_labels_since_training(settings: Settings) -> int:
