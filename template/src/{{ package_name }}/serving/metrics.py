@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -58,6 +60,15 @@ class ServingMetrics:
             registry=self.registry,
             multiprocess_mode="livemax",
         )
+
+    @contextmanager
+    def counting_failures(self, handler: str) -> Iterator[None]:
+        """Count an unexpected failure as a 500 for the error-rate alert, then let it raise."""
+        try:
+            yield
+        except Exception:
+            self.errors.labels(handler, "500").inc()
+            raise
 
     def exposition(self) -> tuple[bytes, str]:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
