@@ -13,6 +13,7 @@ nox.options.sessions = [
     "artifacts",
     "monitoring",
     "kubeflow",
+    "update",
     "smoke",
     "quickstart",
 ]
@@ -79,6 +80,13 @@ def artifacts(session: nox.Session) -> None:
     """
     session.install(*TEMPLATE_TOOLS, *ARTIFACT_TOOLS)
     session.run("pytest", "tests/test_artifacts.py", *session.posargs, env=TELEMETRY_OFF)
+
+
+@nox.session
+def update(session: nox.Session) -> None:
+    """Update tier: `copier update` between two releases keeps the user's edits."""
+    session.install(*TEMPLATE_TOOLS)
+    session.run("pytest", "tests/test_update.py", *session.posargs, env=TELEMETRY_OFF)
 
 
 @nox.session
