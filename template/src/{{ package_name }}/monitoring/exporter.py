@@ -2,7 +2,7 @@
 
 A job that runs and exits cannot be scraped, so its gauges go either to the Pushgateway at
 `monitoring.pushgateway_url` (grouped by job: each push replaces that job's previous values) or
-to `<job>.prom` beside `settings.metrics_textfile`, for node-exporter's textfile collector. One
+to `<job>.prom` in `settings.metrics_dir`, for node-exporter's textfile collector. One
 file per job, because each write replaces the whole file: two jobs sharing one would erase each
 other's gauges.
 """
@@ -46,7 +46,7 @@ def export(
 
 def textfile(settings: Settings, job: str) -> Path:
     """Where `job`'s gauges go without a Pushgateway (node-exporter reads every *.prom there)."""
-    return settings.metrics_textfile.with_name(f"{job}.prom")
+    return settings.metrics_dir / f"{job}.prom"
 
 
 def registry_of(gauges: Gauges, descriptions: Mapping[str, str]) -> CollectorRegistry:

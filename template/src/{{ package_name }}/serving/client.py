@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 
@@ -25,36 +27,43 @@ def free_port() -> int:
 def serve_in_background(
     workers: int = 1, timeout: float = 90, env: dict[str, str] | None = None
 ) -> Iterator[httpx.Client]:
-    """Yield a client for a server that answered /ready; the server stops on exit."""
-    port = free_port()
+    """Yield a client for the project's server once /ready answers; it stops on exit."""
     package = __package__.split(".")[0]
-    command = [
-        sys.executable,
-        "-m",
-        package,
-        "serve",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-    ]
+    command = [sys.executable, "-m", package, "serve", "--workers", str(workers)]
+    with background_server(command, "/ready", timeout, {**os.environ, **(env or {})}) as client:
+        yield client
+
+
+@contextmanager
+def background_server(
+    command: list[str],
+    ready_path: str,
+    timeout: float,
+    env: dict[str, str],
+    cwd: Path | None = None,
+) -> Iterator[httpx.Client]:
+    """Run `command --host 127.0.0.1 --port <free>` until `ready_path` answers 200; stop on exit.
+
+    The server gets its own process group so that its workers stop with it.
+    """
+    port = free_port()
     process = subprocess.Popen(
-        command, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        [*command, "--host", "127.0.0.1", "--port", str(port)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
-    base = f"http://127.0.0.1:{port}"
     try:
-        with httpx.Client(base_url=base, timeout=30) as client:
-            _wait_ready(client, process, timeout)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            _wait_ready(client, process, ready_path, timeout)
             yield client
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        _stop(process)
 
 
-def _wait_ready(client: httpx.Client, process: subprocess.Popen, timeout: float) -> None:
+def _wait_ready(client: httpx.Client, process: subprocess.Popen, path: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     last = "no answer"
     while time.monotonic() < deadline:
@@ -62,7 +71,7 @@ def _wait_ready(client: httpx.Client, process: subprocess.Popen, timeout: float)
             output = process.stdout.read().decode(errors="replace") if process.stdout else ""
             raise ProjectError(f"The server exited with code {process.returncode}:\n{output}")
         try:
-            answer = client.get("/ready")
+            answer = client.get(path)
             if answer.status_code == 200:
                 return
             last = answer.text
@@ -70,3 +79,14 @@ def _wait_ready(client: httpx.Client, process: subprocess.Popen, timeout: float)
             pass
         time.sleep(0.2)
     raise ProjectError(f"The server was not ready after {timeout:.0f}s: {last}")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+    except ProcessLookupError:
+        pass  # it had already stopped
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
