@@ -7,19 +7,59 @@ MINOR = retrained on new data, PATCH = hyperparameters only (or a plain retrain)
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from .config import Settings
 from .console import console
+from .data.schema import FeatureSpec
 from .errors import ProjectError
-from .tracking import connect
+from .tracking import connect, redact
 from .training.train import read_run
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 LINEAGE_KEYS = ("model_family", "input_schema", "data_sha256", "params_sha256", "training_dataset")
+# The only serialization the server will load: skops refuses types it was not told to trust,
+# where pickle and cloudpickle run whatever the file says.
+SERIALIZATION = "skops"
+
+
+class RegistryUnavailable(ProjectError):
+    """The tracking server (or its database) cannot be read: not the same as "no model"."""
+
+
+@dataclass(frozen=True)
+class AliasedVersion:
+    """Which version holds an alias, with its run and the feature spec it was trained on."""
+
+    name: str
+    alias: str
+    version: str
+    run_id: str
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def semver(self) -> str:
+        return self.tags.get("semver", "unknown")
+
+    def spec(self) -> FeatureSpec:
+        import mlflow
+
+        try:
+            raw = mlflow.artifacts.load_dict(f"runs:/{self.run_id}/feature_spec.json")
+            return FeatureSpec.model_validate(raw)
+        except Exception as exc:
+            raise ProjectError(
+                f"{self.name} v{self.version}: its run's feature_spec.json cannot be read "
+                f"({redact(exc)}); retrain, or point the alias at another version."
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -94,8 +134,99 @@ def _register_version(settings: Settings, client, report: dict) -> tuple[str, st
         metric: str(report["metrics"][metric]),
     }
     model_uri = read_run(settings)["model_uri"]
+    tags.update(_artifact_tags(model_uri))
     version = mlflow.register_model(model_uri, settings.registry.model_name, tags=tags).version
     return str(version), semver
+
+
+def lookup(settings: Settings, alias: str) -> AliasedVersion:
+    """The version behind `alias`; a clear error when there is none or the registry is down."""
+    name = settings.registry.model_name
+    client = connect(settings, experiment=False)
+    version = _version_by_alias(client, name, alias)
+    if version is None:
+        raise ProjectError(
+            f"No model '{name}' with alias '{alias}' in {redact(settings.tracking_uri)}: "
+            "train and register one first (make train)."
+        )
+    return AliasedVersion(name, alias, str(version.version), version.run_id, dict(version.tags))
+
+
+def load_verified(found: AliasedVersion) -> Any:
+    """The estimator of `found`, only if its files are those the registry recorded."""
+    import mlflow
+
+    expected = found.tags.get("model_sha256")
+    if not expected:
+        raise ProjectError(
+            f"{found.name} v{found.version} has no model_sha256 tag: it was not registered by "
+            "this project's `register`, so it is not loaded. Retrain and register it."
+        )
+    with tempfile.TemporaryDirectory(prefix="model-") as tmp:
+        try:
+            local = Path(
+                mlflow.artifacts.download_artifacts(
+                    f"models:/{found.name}/{found.version}", dst_path=tmp
+                )
+            )
+        except Exception as exc:
+            raise ProjectError(
+                f"{found.name} v{found.version}: its files cannot be fetched ({redact(exc)})."
+            ) from None
+        actual = _artifact_tags_of(local)
+        if actual["model_sha256"] != expected:
+            raise ProjectError(
+                f"{found.name} v{found.version}: the model files changed since registration "
+                f"(sha256 {actual['model_sha256'][:12]} != {expected[:12]}); refusing to load."
+            )
+        if actual["model_serialization"] != SERIALIZATION:
+            raise ProjectError(
+                f"{found.name} v{found.version} is serialised with "
+                f"'{actual['model_serialization']}', not {SERIALIZATION}: refusing to load."
+            )
+        try:
+            return mlflow.sklearn.load_model(str(local))
+        except Exception as exc:
+            raise ProjectError(
+                f"{found.name} v{found.version} does not load ({redact(exc)}): retrain it."
+            ) from None
+
+
+def versions(settings: Settings) -> list[tuple[Any, list[str]]]:
+    """Every registered version, newest first, with the aliases it holds."""
+    client = connect(settings, experiment=False)
+    name = settings.registry.model_name
+    found = _guarded(lambda: client.search_model_versions(f"name = '{name}'"))
+    held: dict[str, list[str]] = {}
+    if found:  # search results carry no aliases; the registered model does
+        for alias, number in client.get_registered_model(name).aliases.items():
+            held.setdefault(str(number), []).append(alias)
+    return [(v, held.get(str(v.version), [])) for v in sorted(found, key=lambda v: -int(v.version))]
+
+
+def _artifact_tags(model_uri: str) -> dict[str, str]:
+    """model_sha256 and model_serialization of a logged model, recorded at registration."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory(prefix="model-") as tmp:
+        return _artifact_tags_of(
+            Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=tmp))
+        )
+
+
+def _artifact_tags_of(folder: Path) -> dict[str, str]:
+    digest = hashlib.sha256()
+    # registered_model_meta is written by the download itself (the name and version asked for).
+    files = (p for p in folder.rglob("*") if p.is_file() and p.name != "registered_model_meta")
+    for path in sorted(files):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    try:
+        flavor = yaml.safe_load((folder / "MLmodel").read_text())["flavors"]["sklearn"]
+        serialization = str(flavor.get("serialization_format", "unknown"))
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        serialization = "unknown"
+    return {"model_sha256": digest.hexdigest(), "model_serialization": serialization}
 
 
 def promote_challenger(settings: Settings) -> str:
@@ -162,12 +293,34 @@ def _read_report(path: Path) -> dict:
 
 
 def _version_by_alias(client, name: str, alias: str):
+    """The version holding `alias`, None when no version does; RegistryUnavailable if unreadable."""
     from mlflow.exceptions import MlflowException
 
     try:
         return client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise _unavailable(exc) from None
+    except Exception as exc:  # a corrupt SQLite file, a refused connection, a bad URI
+        raise _unavailable(exc) from None
+
+
+def _unavailable(exc: Exception) -> RegistryUnavailable:
+    import mlflow
+
+    uri = redact(mlflow.get_registry_uri())
+    reason = redact(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+    if uri.startswith(("http://", "https://")):
+        return RegistryUnavailable(f"tracking server unreachable at {uri}: {reason}")
+    return RegistryUnavailable(f"the model registry at {uri} cannot be read: {reason}")
+
+
+def _guarded(call):
+    try:
+        return call()
+    except Exception as exc:
+        raise _unavailable(exc) from None
 
 
 def _newest(client, name: str) -> dict[str, str] | None:

@@ -8,11 +8,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .. import registry
 from ..config import Settings
 from ..console import console
 from ..data.schema import FeatureSpec
-from ..errors import ProjectError
-from ..tracking import connect
 
 
 @dataclass
@@ -95,26 +94,12 @@ class FastPath:
 
 def load_model(settings: Settings, alias: str | None = None) -> LoadedModel:
     """The version behind `alias` (default: serving.model_alias, i.e. the champion)."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    alias = alias or settings.serving.model_alias
-    name = settings.registry.model_name
-    client = connect(settings, experiment=False)
-    try:
-        version = client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        raise ProjectError(
-            f"No model '{name}' with alias '{alias}' in {settings.tracking_uri}: "
-            "train and register one first (make train)."
-        ) from None
-    estimator = mlflow.sklearn.load_model(f"models:/{name}@{alias}")
-    spec = mlflow.artifacts.load_dict(f"runs:/{version.run_id}/feature_spec.json")
+    found = registry.lookup(settings, alias or settings.serving.model_alias)
     return LoadedModel(
-        name=name,
-        version=str(version.version),
-        semver=version.tags.get("semver", "unknown"),
-        estimator=estimator,
-        spec=FeatureSpec.model_validate(spec),
-        run_id=version.run_id,
+        name=found.name,
+        version=found.version,
+        semver=found.semver,
+        estimator=registry.load_verified(found),
+        spec=found.spec(),
+        run_id=found.run_id,
     )
