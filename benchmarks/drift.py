@@ -97,16 +97,19 @@ def worker(engine: str, data: Path, out: Path) -> None:
 
     config = __import__(f"{PACKAGE}.config", fromlist=["MonitoringSettings"])
     schema = __import__(f"{PACKAGE}.data.schema", fromlist=["FeatureSpec"])
-    drift = __import__(f"{PACKAGE}.monitoring.drift", fromlist=["check_current"])
+    current_data = __import__(f"{PACKAGE}.monitoring.current", fromlist=["check_current"])
+    evidently_drift = __import__(
+        f"{PACKAGE}.monitoring.evidently_drift", fromlist=["evidently_report"]
+    )
     fast_drift = __import__(f"{PACKAGE}.monitoring.fast_drift", fromlist=["compare"])
     if engine == "evidently":
         import evidently.presets  # noqa: F401  (import time is not the engine's run time)
 
     feature_spec = schema.FeatureSpec.model_validate_json((data / "spec.json").read_text())
-    reference, _ = drift.check_current(
+    reference, _ = current_data.check_current(
         pd.read_parquet(data / "reference.parquet"), feature_spec, "reference"
     )
-    current, _ = drift.check_current(
+    current, _ = current_data.check_current(
         pd.read_parquet(data / "current.parquet"), feature_spec, "current"
     )
     monitoring = config.MonitoringSettings()
@@ -115,7 +118,7 @@ def worker(engine: str, data: Path, out: Path) -> None:
     if engine == "fast":
         result = fast_drift.compare(reference, current, feature_spec, monitoring)
     elif engine == "evidently":
-        result, _ = drift.evidently_report(
+        result, _ = evidently_drift.evidently_report(
             reference, current, feature_spec, monitoring, data_summary=False
         )
     seconds = time.perf_counter() - start

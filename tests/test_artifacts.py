@@ -3,8 +3,9 @@
 For every supported variant with Kubernetes, each overlay (and any other kustomization applied
 on its own) is built with `kubectl kustomize`; its objects must validate strictly (Kubernetes
 schemas, CRD schemas), reference each other and the app correctly, and pass checkov and
-hadolint. The hand-broken manifests in tests/artifacts/broken prove that every check can fail.
-The checks live in tests/artifacts/checks.py.
+hadolint, read only the Secret README.md tells the user to create, and mount a volume wherever
+the server writes under its read-only root. The hand-broken manifests in tests/artifacts/broken
+prove that every check can fail. The checks live in tests/artifacts/checks.py.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class Built:
     overlays: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     routes: set[str] = field(default_factory=set)
     exposed: set[int] = field(default_factory=set)
-    writable: set[str] = field(default_factory=set)
+    writable: set[str] = field(default_factory=set)  # what the server image's processes write
 
     @property
     def deploy(self) -> Path:
@@ -49,6 +50,10 @@ class Built:
     @property
     def dockerfiles(self) -> list[Path]:
         return sorted((self.deploy / "docker").glob("*Dockerfile"))
+
+    @property
+    def package(self) -> Path:
+        return self.project / "src" / self.answers["package_name"]
 
     @property
     def server_dockerfile(self) -> Path:
@@ -70,7 +75,9 @@ def build(tmp_path_factory) -> Callable[[str], Built]:
             built.routes = checks.served_routes(
                 project, answers["serving"], answers["package_name"]
             )
-            built.exposed, built.writable = checks.dockerfile_facts(built.server_dockerfile)
+            built.exposed, built.writable = checks.dockerfile_facts(
+                built.server_dockerfile, built.package / "config.py"
+            )
             k8s = project / "deploy" / "k8s"
             for root in checks.kustomization_roots(k8s) if k8s.is_dir() else []:
                 objects = checks.load_objects(checks.kustomize(root))
@@ -134,6 +141,20 @@ def test_cross_references_hold(built):
     for weights in sorted(built.deploy.glob("k8s/overlays/*/canary-weights.yaml")):
         problems += checks.canary_weights_layout_problems(weights)
     assert not problems, "\n".join(problems)
+
+
+def test_the_volume_check_knows_what_the_settings_write(built):
+    """test_cross_references_hold mounts a volume for each path the server image writes: read
+    from config.py's Settings and the Dockerfile, so that none is left out by hand."""
+    if built.answers["serving"] == "triton":
+        assert built.writable == {"/tmp"}, "Triton's image writes HOME only"
+        return
+    # The stage outputs follow the image's WORK_DIR (/app/work); logs and reports the root.
+    settings = {"/app/work/data/prepared", "/app/work/artifacts/train_run.json"}
+    settings |= {"/app/work/metrics.json", "/app/reports", "/tmp"}
+    settings |= {"/app/logs/requests.jsonl", "/app/logs/feedback.jsonl"}
+    assert settings <= built.writable
+    assert not {"/app/metrics.json", "/app/artifacts", "/app/data/prepared"} & built.writable
 
 
 def test_security_scanners_find_nothing(built, tmp_path):
@@ -217,31 +238,61 @@ def test_promotion_can_move_the_canary_weights(build, name, overlay, tmp_path):
 
 
 @pytest.mark.parametrize("name", list(SUPPORTED))
-def test_deploy_files_follow_the_answers(build, name):
+def test_images_and_their_make_targets_follow_the_answers(build, name):
+    # Which optional files exist is each row's statement, checked by the render tier.
     built = build(name)
-    answers, deploy = built.answers, built.deploy
-    rollout, serving = answers["rollout"], answers["serving"]
-    k8s = deploy / "k8s"
-    expected = {
-        deploy / "docker" / "Dockerfile": True,
-        deploy / "docker" / "triton.Dockerfile": serving == "triton",
-        built.project / ".dockerignore": True,
-        k8s: answers["use_kubernetes"],
-        k8s / "base" / "challenger": answers["use_kubernetes"] and rollout != "none",
-        k8s / "base" / "virtualservice.yaml": answers["use_kubernetes"] and rollout != "none",
-        k8s / "base" / "hpa-gpu.yaml": answers["use_kubernetes"] and serving == "triton",
-        k8s / "base" / "hpa.yaml": answers["use_kubernetes"] and serving != "triton",
-    }
-    for overlay in OVERLAYS:
-        weights = k8s / "overlays" / overlay / "canary-weights.yaml"
-        expected[weights] = answers["use_kubernetes"] and rollout in ("canary", "canary_shadow")
-    wrong = {str(p.relative_to(built.project)): want for p, want in expected.items()}
-    wrong = {p: want for p, want in wrong.items() if (built.project / p).exists() != want}
-    assert not wrong, f"expected to exist (True) or be absent (False): {wrong}"
+    serving = built.answers["serving"]
+    assert (built.deploy / "docker" / "Dockerfile").is_file()
+    assert (built.project / ".dockerignore").is_file()
     makefile = (built.project / "Makefile").read_text()
     assert "\nimage:" in makefile
     assert ("\nimage-triton:" in makefile) == (serving == "triton")
-    assert ("\nk8s-render:" in makefile) == answers["use_kubernetes"]
+    assert ("\nk8s-render:" in makefile) == built.answers["use_kubernetes"]
+
+
+def test_pods_read_only_the_secret_the_readme_creates(built):
+    documented = checks.readme_secret(built.project / "README.md")
+    problems = [
+        f"{overlay}: {problem}"
+        for overlay, objects in built.overlays.items()
+        for problem in checks.secret_problems(objects, documented, overlay.startswith("overlays/"))
+    ]
+    assert not problems, "\n".join(problems)
+    read = {
+        key
+        for objects in built.overlays.values()
+        for obj in objects
+        for _, _, key, _ in checks.secret_references(obj)
+    }
+    assert read == documented.keys, (
+        f"README.md creates {sorted(documented.keys - read)}, which no pod reads; pods read "
+        f"{sorted(read - documented.keys)}, which README.md does not create"
+    )
+    assert {f"{built.answers['k8s_namespace']}-{env}" for env in OVERLAYS} <= documented.namespaces
+
+
+def test_the_webhook_token_and_the_tracking_credentials_reach_the_pods(built):
+    """The FastAPI server checks the token on /webhook/* and /feedback (401 without it); the
+    servers of the project's image and the drift job read the registry. Triton's server and
+    the accuracy job need neither."""
+    package, serving = built.answers["package_name"], built.answers["serving"]
+    optional = {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}
+    optional |= {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    tracking = {"MLFLOW_TRACKING_URI", *optional}
+    token = {f"{package.upper()}_MONITORING__WEBHOOK_TOKEN"} if serving == "fastapi" else set()
+    for overlay in (f"overlays/{env}" for env in OVERLAYS):
+        for obj in built.overlays[overlay]:
+            kind, name = obj["kind"], obj["metadata"]["name"]
+            if kind == "Deployment":
+                wants = set() if serving == "triton" else tracking | token
+            elif kind == "CronJob":
+                wants = tracking if name.endswith("-drift") else set()
+            else:
+                continue
+            refs = {key: is_optional for _, _, key, is_optional in checks.secret_references(obj)}
+            assert set(refs) == wants, f"{overlay} {kind} {name} reads {sorted(refs)}"
+            wrong = {key for key, is_optional in refs.items() if is_optional != (key in optional)}
+            assert not wrong, f"{overlay} {kind} {name}: optional: true on exactly {optional}"
 
 
 @pytest.mark.parametrize("case", BROKEN, ids=[case.stem for case in BROKEN])
@@ -256,6 +307,14 @@ def test_each_check_catches_its_broken_manifest(build, case, tmp_path):
         problems = checks.crd_problems(objects, crd_schema_dir())
     elif check == "cross_references":
         problems = checks.cross_reference_problems(objects, build("defaults").routes)
+    elif check == "writable":
+        defaults = build("defaults")
+        problems = checks.cross_reference_problems(
+            objects, defaults.routes, None, defaults.writable
+        )
+    elif check == "secrets":
+        documented = checks.readme_secret(build("defaults").project / "README.md")
+        problems = checks.secret_problems(objects, documented)
     elif check == "scanners":
         shutil.copy(case, tmp_path / case.name)
         problems = checks.scanner_problems(tmp_path)

@@ -32,6 +32,7 @@ SERVER_METRICS = {
     "model_predictions_total",
     "model_info",
     "shadow_requests_total",
+    "request_log_lost_lines_total",
     "up",  # Prometheus' own, per scraped target
 }
 JOB_METRICS = {
@@ -249,7 +250,7 @@ def test_required_alerts_exist_with_the_slo_of_params_yaml(project):
     rules = alerts(project.rules)
     required = {
         "ModelAccuracyBelowSLO", "DataDriftDetected", "PredictionLatencyHigh",
-        "PredictionErrorRateHigh", "DriftJobStale",
+        "PredictionErrorRateHigh", "DriftJobStale", "RequestLogLosingLines",
     }  # fmt: skip
     assert required <= set(rules)
     slo = project.params["monitoring"]["accuracy_slo"]
@@ -272,7 +273,9 @@ def test_the_project_exports_every_metric_the_rules_and_dashboard_read(project):
     exprs += dashboard_queries(project.dashboard).values()
     read = set().union(*map(metric_names, exprs)) - {"up"}
     bases = {re.sub(r"_(bucket|count|sum)$", "", name) for name in read}
-    missing = sorted(base for base in bases if f'"{base}"' not in source)
+    # prometheus_client adds _total to a Counter's name: Counter("x") exports x_total.
+    names = {base: {f'"{base}"', f'"{base.removesuffix("_total")}"'} for base in bases}
+    missing = sorted(base for base, quoted in names.items() if not any(q in source for q in quoted))
     assert not missing, f"no code in src/ exports {missing}"
 
 
@@ -341,16 +344,28 @@ def test_prometheus_rule_holds_the_plain_rules(project):
     assert rule["spec"] == project.rules
 
 
-def test_dashboard_config_map_is_the_dashboard(project):
+def test_prometheus_rule_passes_the_rules_unit_tests(project, tmp_path):
+    """The Operator's form of the rules, run through alerts.test.yml like the plain file."""
     if not project.answers["use_kubernetes"]:
         pytest.skip("no Kubernetes manifests in this variant")
-    kustomization = yaml.safe_load((project.k8s / "kustomization.yaml").read_text())
-    (generator,) = kustomization["configMapGenerator"]
-    assert generator["options"]["labels"]["grafana_dashboard"] == "1"
-    (entry,) = generator["files"]
-    key, _, file = entry.partition("=")
+    spec = project.k8s_object("PrometheusRule")["spec"]
+    (tmp_path / "alerts.yml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    shutil.copy(project.monitoring / "alerts.test.yml", tmp_path)
+    done = run_promtool("test", "rules", tmp_path / "alerts.test.yml")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_dashboard_has_one_copy_which_kustomize_turns_into_the_config_map(project):
+    dashboards = sorted(p.relative_to(project.root) for p in project.root.rglob("dashboard.json"))
+    assert dashboards == [Path("deploy/monitoring/dashboard.json")], "one file to edit"
+    if not project.answers["use_kubernetes"]:
+        return
+    [config_map] = [o for o in kustomize(project.k8s) if o["kind"] == "ConfigMap"]
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert config_map["metadata"]["name"] == f"{project.slug}-dashboard"  # no hash suffix
+    [(key, text)] = config_map["data"].items()
     assert key.endswith(".json")
-    assert (project.k8s / file).read_text() == (project.monitoring / "dashboard.json").read_text()
+    assert text == (project.monitoring / "dashboard.json").read_text()
 
 
 def test_service_monitor_scrapes_the_server_service(project):

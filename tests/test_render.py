@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import keyword
 import re
 import subprocess
 import sys
@@ -14,6 +15,8 @@ import yaml
 
 from tests.helpers import ROOT, render
 from tests.variants import SUPPORTED, UNSUPPORTED
+
+TEMPLATE = ROOT / "template"
 
 LEFTOVER = re.compile(r"(?<!\$)\{\{|\{%|\.jinja\b")
 # Prometheus alert templates ({{ $labels.handler }}, {{ $value | humanizePercentage }}) are meant
@@ -72,15 +75,42 @@ def test_answers_are_recorded_for_copier_update(rendered):
         assert recorded[key] == value
 
 
-def test_optional_files_exist_only_when_chosen(rendered):
+def optional_paths() -> set[str]:
+    """Template files and folders switched by their names (`{% if %}`), as they render.
+
+    Read from the template tree, so that a new optional file is in the render tier's check at
+    once; the package folder is written `src/{package}`, as in tests/variants.py's rows.
+    """
+    found = set()
+    for path in TEMPLATE.rglob("*"):
+        if "{%" in path.name:
+            parts = path.relative_to(TEMPLATE).parts
+            parts = [re.sub(r"\{%.*?%\}", "", part).removesuffix(".jinja") for part in parts]
+            found.add("/".join(parts).replace("{{ package_name }}", "{package}"))
+    return found
+
+
+def test_optional_paths_are_exactly_those_the_row_lists(rendered):
     answers, project = rendered
-    dvc = answers.get("use_dvc", True)
-    ci = answers.get("ci_provider", "github")
-    assert (project / "dvc.yaml").exists() == dvc
-    assert (project / ".dvcignore").exists() == dvc
-    assert (project / ".github" / "workflows" / "ci.yml").exists() == (ci == "github")
-    assert (project / ".gitlab-ci.yml").exists() == (ci == "gitlab")
-    assert not (project / ".github").exists() or ci == "github"
+    package = answers.get("package_name", "fraud_detection")
+    present = {p for p in optional_paths() if (project / p.format(package=package)).exists()}
+    missing, unexpected = answers.files - present, present - answers.files
+    assert not missing and not unexpected, (
+        f"tests/variants.py's row lists {sorted(missing)} (not rendered); the render holds "
+        f"{sorted(unexpected)} (not in the row)"
+    )
+
+
+def test_every_optional_path_is_switched_on_and_off_by_some_rows():
+    """A new optional file needs rows: one variant with it and one without."""
+    optional = optional_paths()
+    listed = [variant.files for variant in SUPPORTED.values()]
+    unknown = set().union(*listed) - optional
+    assert not unknown, f"rows list paths that are not optional in template/: {sorted(unknown)}"
+    never = optional - set().union(*listed)
+    always = set.intersection(*map(set, listed)) & optional
+    assert not never, f"no row of tests/variants.py renders {sorted(never)}"
+    assert not always, f"every row renders {sorted(always)}: no row shows it switched off"
 
 
 def test_names_and_dependencies_follow_the_answers(rendered):
@@ -111,6 +141,18 @@ def test_unsupported_answers_are_refused_with_a_message(tmp_path, answers, messa
     with pytest.raises(ValueError, match=re.escape(message)):
         render(tmp_path / "project", answers)
     assert not (tmp_path / "project" / "pyproject.toml").exists()
+
+
+def test_package_name_validator_refuses_every_python_keyword():
+    """copier.yml writes the keywords out (validators are Jinja): none may be missing."""
+    import jinja2
+
+    validator = yaml.safe_load((ROOT / "copier.yml").read_text())["package_name"]["validator"]
+    check = jinja2.Environment().from_string(validator)
+    words = sorted({*keyword.kwlist, *keyword.softkwlist, "type"})  # `type`: soft from 3.12
+    accepted = [w for w in words if "is a Python keyword" not in check.render(package_name=w)]
+    assert not accepted, f"copier.yml's package_name validator accepts {accepted}"
+    assert check.render(package_name="fraud_detection").strip() == ""
 
 
 def test_tasks_make_a_repository_with_a_first_commit(tmp_path):

@@ -12,9 +12,11 @@ import copy
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -378,7 +380,9 @@ def _deployment_problems(cluster, deployment, routes, exposed, writable) -> list
                 problems.append(f"{where}: {kind} port {port} is not the HTTP port {http}")
             if not serves(routes, probe["path"]):
                 problems.append(f"{where}: {kind} path {probe['path']} is not served by the app")
-        mounts = [m["mountPath"] for m in container.get("volumeMounts", [])]
+        mounts = [
+            m["mountPath"] for m in container.get("volumeMounts", []) if not m.get("readOnly")
+        ]
         for mount in container.get("volumeMounts", []):
             if mount["name"] not in volumes:
                 problems.append(f"{where}: volume {mount['name']} does not exist")
@@ -489,6 +493,116 @@ def _hpa_problems(cluster, hpa) -> list[str]:
     return problems
 
 
+# ------------------------------------------------------------------ secrets
+
+
+@dataclass(frozen=True)
+class DocumentedSecret:
+    """The Secret README.md tells the user to create: `kubectl create secret generic`."""
+
+    name: str
+    keys: frozenset[str]
+    namespaces: frozenset[str]
+
+
+def readme_secret(readme: Path) -> DocumentedSecret:
+    """The one `kubectl create secret generic NAME` of README.md's bash blocks: its keys
+    (`--from-literal=KEY=...`) and namespaces (`--namespace`, or a `for VAR in ...` over them).
+    """
+    text = readme.read_text()
+    blocks = [b for b in re.findall(r"```bash\n(.*?)```", text, re.S) if "create secret" in b]
+    if len(blocks) != 1:
+        raise AssertionError(f"{readme}: {len(blocks)} bash blocks create a Secret, not one")
+    loops: dict[str, list[str]] = {}
+    found = []
+    for line in blocks[0].replace("\\\n", " ").splitlines():
+        words = shlex.split(line, comments=True)
+        if words[:1] == ["for"] and words[2:3] == ["in"]:
+            values = [w.rstrip(";") for w in words[3:] if w not in ("do", ";")]
+            loops[words[1]] = [v for v in values if v]
+        if words[:4] == ["kubectl", "create", "secret", "generic"]:
+            found.append((words[4], words[5:]))
+    if len(found) != 1:
+        raise AssertionError(f"{readme}: {len(found)} kubectl create secret commands, not one")
+    [(name, args)] = found
+    keys, namespaces = set(), set()
+    for i, arg in enumerate(args):
+        option, _, value = arg.partition("=")
+        if option in ("-n", "--namespace", "--from-literal") and not value and i + 1 < len(args):
+            value = args[i + 1]
+        if option == "--from-literal":
+            keys.add(value.partition("=")[0])
+        elif option in ("-n", "--namespace"):
+            variable = value.removeprefix("$").strip("{}")
+            namespaces |= set(loops.get(variable, [value] if not value.startswith("$") else []))
+    return DocumentedSecret(name, frozenset(keys), frozenset(namespaces))
+
+
+def _pod_specs(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pod spec of a workload (Deployment, CronJob, Job, ...), or none."""
+    spec = obj.get("spec") or {}
+    if obj.get("kind") == "CronJob":
+        spec = spec.get("jobTemplate", {}).get("spec", {})
+    template = spec.get("template", {}).get("spec")
+    return [template] if isinstance(template, dict) else []
+
+
+def secret_references(obj: dict[str, Any]) -> list[tuple[str, str, str | None, bool]]:
+    """(where, Secret name, key or None for all of it, optional) of each reference a pod makes."""
+    found = []
+    for pod in _pod_specs(obj):
+        for container in [*pod.get("initContainers", []), *pod.get("containers", [])]:
+            where = f"{name_of(obj)} container {container['name']}"
+            for env in container.get("env", []):
+                ref = (env.get("valueFrom") or {}).get("secretKeyRef")
+                if ref:
+                    found.append((where, ref["name"], ref["key"], bool(ref.get("optional"))))
+            for source in container.get("envFrom", []):
+                ref = source.get("secretRef")
+                if ref:
+                    found.append((where, ref["name"], None, bool(ref.get("optional"))))
+        for volume in pod.get("volumes", []):
+            ref = volume.get("secret")
+            if ref:
+                where = f"{name_of(obj)} volume {volume['name']}"
+                keys = [item["key"] for item in ref.get("items", [])] or [None]
+                optional = bool(ref.get("optional"))
+                found += [(where, ref["secretName"], key, optional) for key in keys]
+    return found
+
+
+def secret_problems(
+    objects: Iterable[dict[str, Any]], documented: DocumentedSecret, namespaces: bool = True
+) -> list[str]:
+    """Every Secret a pod reads is the one README.md creates, with keys it creates, and (with
+    `namespaces`) in a namespace where it creates it: a Secret that is not committed is found
+    by nothing else before a pod fails to start.
+    """
+    problems = []
+    for obj in objects:
+        for where, name, key, _ in secret_references(obj):
+            if name != documented.name:
+                problems.append(
+                    f"{where}: Secret {name} is not {documented.name}, the one README.md creates"
+                )
+            elif key is None:
+                problems.append(
+                    f"{where}: takes all of Secret {name}: name the keys (secretKeyRef), so "
+                    f"that each is checked against README.md's"
+                )
+            elif key not in documented.keys:
+                problems.append(
+                    f"{where}: key {key} of Secret {name} is not one README.md creates "
+                    f"({', '.join(sorted(documented.keys))})"
+                )
+            if namespaces and _ns(obj) not in documented.namespaces:
+                problems.append(
+                    f"{where}: README.md creates Secret {name} in "
+                    f"{', '.join(sorted(documented.namespaces))}, not in {_ns(obj)}"
+                )
+    return problems
+
+
 # ------------------------------------------------------------------ the image
 
 
@@ -497,15 +611,90 @@ def _final_stage(dockerfile: Path) -> str:
     return re.split(r"^FROM\s", text, flags=re.M)[-1]
 
 
-def dockerfile_facts(dockerfile: Path) -> tuple[set[int], set[str]]:
-    """Ports the final stage EXPOSEs and the paths its server writes (HOME, <ROOT>/logs)."""
+def dockerfile_facts(dockerfile: Path, config: Path | None = None) -> tuple[set[int], set[str]]:
+    """Ports the final stage EXPOSEs, and the paths its processes write.
+
+    Written: HOME, and when the image sets the project's root (`<PACKAGE>_ROOT`), every path
+    the project's settings (`config`, its config.py) hand out under it, read with the image's
+    environment and followed through the links the image makes (`ln -s`).
+    """
     final = _final_stage(dockerfile)
     exposed = {int(p) for line in re.findall(r"^EXPOSE\s+(.+)$", final, re.M) for p in line.split()}
     env_lines = " ".join(re.findall(r"^ENV\s+(.+)$", final, re.M))
     env = dict(re.findall(r"\b([A-Z][A-Z0-9_]*)=(\S+)", env_lines))
     writable = {env["HOME"]} if "HOME" in env else set()
-    writable |= {f"{value}/logs" for key, value in env.items() if key.endswith("_ROOT")}
+    roots = [value for key, value in env.items() if key.endswith("_ROOT")]
+    paths = settings_paths(config, env) if config is not None else set()
+    written = {os.path.join(root, path) for root in roots for path in paths}
+    workdirs = re.findall(r"^WORKDIR\s+(\S+)", final, re.M)
+    workdir = workdirs[-1] if workdirs else "/"
+    links = {
+        os.path.normpath(os.path.join(workdir, link)): target
+        for target, link in re.findall(r"\bln\s+-sf?\s+(\S+)\s+(\S+)", final)
+    }
+    for path in written:
+        for link, target in links.items():
+            if path == link or path.startswith(link + "/"):
+                resolved = os.path.normpath(os.path.join(os.path.dirname(link), target))
+                path = resolved + path[len(link) :]
+        writable.add(path)
     return exposed, writable
+
+
+def settings_paths(config: Path, env: dict[str, str]) -> set[str]:
+    """The paths `Settings` (config.py) hands out, relative to the project root or absolute.
+
+    Each method or property of `Settings` returning a `Path` built from `self.root` with `/`,
+    other such properties, settings fields (`self.work_dir`, read from `env` under the
+    settings' ENV_PREFIX, unset otherwise) and `a if self.field is None else b`: every place
+    the project's commands write. A part known only at run time (`report_dir(job)`) ends the
+    path at the folder above it.
+    """
+    tree = ast.parse(config.read_text(), str(config))
+    [prefix] = [
+        node.value.value
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and [getattr(t, "id", None) for t in node.targets] == ["ENV_PREFIX"]
+    ]
+    [settings] = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Settings"]
+    returns = {
+        node.name: node.body[-1].value
+        for node in settings.body
+        if isinstance(node, ast.FunctionDef)
+        and isinstance(node.returns, ast.Name)
+        and node.returns.id == "Path"
+        and isinstance(node.body[-1], ast.Return)
+    }
+
+    def field(expr: ast.expr) -> str | None:
+        """`self.name` for a settings field: its name."""
+        if isinstance(expr, ast.Attribute) and getattr(expr.value, "id", None) == "self":
+            return expr.attr if expr.attr not in returns and expr.attr != "root" else None
+        return None
+
+    def resolve(expr: ast.expr) -> str | None:
+        if isinstance(expr, ast.Attribute) and getattr(expr.value, "id", None) == "self":
+            if expr.attr == "root":
+                return ""
+            if expr.attr in returns:
+                return resolve(returns[expr.attr])
+            return env.get(f"{prefix}{expr.attr.upper()}")
+        if isinstance(expr, ast.BinOp) and isinstance(expr.op, ast.Div):
+            left = resolve(expr.left)
+            right = (
+                expr.right.value if isinstance(expr.right, ast.Constant) else resolve(expr.right)
+            )
+            return left if left is None or right is None else os.path.join(left, str(right))
+        if isinstance(expr, ast.IfExp) and isinstance(expr.test, ast.Compare):
+            name, [op] = field(expr.test.left), expr.test.ops
+            unset = f"{prefix}{(name or '').upper()}" not in env
+            if name and isinstance(op, ast.Is | ast.IsNot):
+                return resolve(expr.body if unset == isinstance(op, ast.Is) else expr.orelse)
+        return None
+
+    found = {resolve(expr) for expr in returns.values()}
+    return {os.path.normpath(path) for path in found if path}
 
 
 def entry_point_problems(

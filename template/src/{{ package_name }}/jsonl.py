@@ -40,8 +40,11 @@ class JsonlLog:
         payload = "".join(lines).encode("utf-8")
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
             try:
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":  # a torn tail: end it first
+                    payload = b"\n" + payload
                 os.write(fd, payload)
             finally:
                 os.close(fd)

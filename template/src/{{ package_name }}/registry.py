@@ -142,13 +142,19 @@ def _register_version(settings: Settings, client, report: dict) -> tuple[str, st
 def lookup(settings: Settings, alias: str) -> AliasedVersion:
     """The version behind `alias`; a clear error when there is none or the registry is down."""
     name = settings.registry.model_name
-    client = connect(settings, experiment=False)
+    client = _guarded(lambda: connect(settings, experiment=False))
     version = _version_by_alias(client, name, alias)
     if version is None:
-        raise ProjectError(
-            f"No model '{name}' with alias '{alias}' in {redact(settings.tracking_uri)}: "
-            "train and register one first (make train)."
-        )
+        where = f"No model '{name}' with alias '{alias}' in {redact(settings.tracking_uri)}"
+        failed = _last_failed_run(client)
+        if failed is not None:
+            raise ProjectError(
+                f"{where}: the last training (run {failed.info.run_id}) failed its quality gate "
+                f"({failed.data.tags.get('quality_gate_failures', 'see metrics.json')}). See "
+                f"{settings.metrics_file.name} or the run in MLflow, change the data or params, "
+                "and train again (make train)."
+            )
+        raise ProjectError(f"{where}: train and register one first (make train).")
     return AliasedVersion(name, alias, str(version.version), version.run_id, dict(version.tags))
 
 
@@ -173,6 +179,11 @@ def load_verified(found: AliasedVersion) -> Any:
             raise ProjectError(
                 f"{found.name} v{found.version}: its files cannot be fetched ({redact(exc)})."
             ) from None
+        if not (local / "MLmodel").is_file():
+            raise ProjectError(
+                f"{found.name} v{found.version}: its model files are missing from the artifact "
+                "store (was mlartifacts/ deleted?); retrain and register it (make train)."
+            )
         actual = _artifact_tags_of(local)
         if actual["model_sha256"] != expected:
             raise ProjectError(
@@ -209,9 +220,7 @@ def _artifact_tags(model_uri: str) -> dict[str, str]:
     import mlflow
 
     with tempfile.TemporaryDirectory(prefix="model-") as tmp:
-        return _artifact_tags_of(
-            Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=tmp))
-        )
+        return _artifact_tags_of(Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=tmp)))
 
 
 def _artifact_tags_of(folder: Path) -> dict[str, str]:
@@ -314,6 +323,24 @@ def _unavailable(exc: Exception) -> RegistryUnavailable:
     if uri.startswith(("http://", "https://")):
         return RegistryUnavailable(f"tracking server unreachable at {uri}: {reason}")
     return RegistryUnavailable(f"the model registry at {uri} cannot be read: {reason}")
+
+
+def _last_failed_run(client):
+    """The newest training run of this project's experiment, if it failed the gate."""
+    from .tracking import EXPERIMENT
+
+    experiment = _guarded(lambda: client.get_experiment_by_name(EXPERIMENT))
+    if experiment is None:
+        return None
+    runs = _guarded(
+        lambda: client.search_runs(
+            [experiment.experiment_id],
+            "tags.quality_gate != ''",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+    )
+    return runs[0] if runs and runs[0].data.tags.get("quality_gate") == "failed" else None
 
 
 def _guarded(call):

@@ -65,9 +65,10 @@ def _check_column(column: pd.Series, source: str) -> tuple[pd.Series, Feature]:
         raise ProjectError(f"{source}: column '{name}' holds no values at all.")
     if pd.api.types.is_bool_dtype(column):
         column = column.astype(float)
+    missing = bool(column.isna().any())
     if pd.api.types.is_numeric_dtype(column):
         return column.astype(float), Feature(
-            name=name, kind="numeric", example=float(present.median())
+            name=name, kind="numeric", example=float(present.median()), missing=missing
         )
     parsed = pd.to_numeric(present, errors="coerce")
     if parsed.notna().mean() >= NUMERIC_SHARE:
@@ -79,4 +80,7 @@ def _check_column(column: pd.Series, source: str) -> tuple[pd.Series, Feature]:
     values = column.astype("string").astype(object).where(column.notna(), None)
     categories = sorted(present.astype(str).unique())
     example = str(present.astype(str).mode().iloc[0])
-    return values, Feature(name=name, kind="categorical", categories=categories, example=example)
+    feature = Feature(
+        name=name, kind="categorical", categories=categories, example=example, missing=missing
+    )
+    return values, feature

@@ -17,6 +17,9 @@ class Feature(BaseModel):
     kind: Literal["numeric", "categorical"]
     categories: list[str] = []
     example: float | str
+    # Whether the training data had missing values in this column: only then does serving
+    # accept null for it (specs written before this field load as False).
+    missing: bool = False
 
 
 class FeatureSpec(BaseModel):

@@ -13,44 +13,26 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from ..config import MonitoringSettings
 from ..data.schema import FeatureSpec
-from .drift import ColumnDrift, DriftResult
+from .verdicts import (
+    CHI_SQUARE,
+    JENSEN_SHANNON,
+    KS,
+    WASSERSTEIN,
+    ColumnDrift,
+    DriftResult,
+    StatTest,
+    Z,
+)
 
 # Evidently's thresholds between "small" and "large" references and few and many values.
 SMALL_REFERENCE_ROWS = 1000
 FEW_VALUES = 5
-
-
-@dataclass(frozen=True)
-class StatTest:
-    """One of Evidently's stat tests: its registry name, display name and decision rule."""
-
-    name: str
-    title: str
-    default_threshold: float
-    drift_if: str  # how the score compares with the threshold when the column drifted
-
-    def drifted(self, score: float, threshold: float) -> bool:
-        # NaN compares False everywhere, as in Evidently: no verdict is not drift.
-        return bool(
-            {"<": score < threshold, "<=": score <= threshold, ">=": score >= threshold}[
-                self.drift_if
-            ]
-        )
-
-
-KS = StatTest("ks", "K-S p_value", 0.05, "<=")
-CHI_SQUARE = StatTest("chisquare", "chi-square p_value", 0.05, "<")
-Z = StatTest("z", "Z-test p_value", 0.05, "<")
-WASSERSTEIN = StatTest("wasserstein", "Wasserstein distance (normed)", 0.1, ">=")
-JENSEN_SHANNON = StatTest("jensenshannon", "Jensen-Shannon distance", 0.1, ">=")
-STAT_TESTS = {test.title: test for test in (KS, CHI_SQUARE, Z, WASSERSTEIN, JENSEN_SHANNON)}
 
 
 def choose_test(kind: str, reference_rows: int, distinct_values: int) -> StatTest:

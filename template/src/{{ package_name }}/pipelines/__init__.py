@@ -1,1 +1,1 @@
-"""Pipelines: retraining triggers and the Kubeflow pipeline."""
+"""Pipelines: the stage table, its local and Kubeflow runners, retraining triggers, their lock."""

@@ -1,14 +1,14 @@
 """Retraining triggers share one entry point and one lock.
 
 A drift alert, an accuracy-SLO alert, a schedule or enough new labels all call
-`request_retraining`; it starts `<cli> retrain` in the background unless a run holds the lock,
-so a burst of duplicate alerts starts one run. The run itself goes to Kubeflow when
-monitoring.kubeflow_host is set, else runs the project's own pipeline: the same stages either way.
+`request_retraining`; it starts `<cli> retrain` in the background unless a run holds the lock
+(`lock.py`), so a burst of duplicate alerts, from any number of server workers and pods, starts
+one run. The run itself goes to Kubeflow when monitoring.kubeflow_host is set, else runs the
+project's own pipeline (the stage table) where `work_dir` says: the same stages either way.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -17,9 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from .. import jsonl
 from ..config import Settings
 from ..console import console
+from ..errors import ProjectError
 from . import local
+from .lock import RetrainLock
 
 
 @dataclass(frozen=True)
@@ -28,79 +31,47 @@ class Request:
     message: str
 
 
-class RetrainLock:
-    """An O_EXCL lock file; a lock whose owner process died is stale and taken over."""
+@dataclass(frozen=True)
+class NewLabels:
+    """Labels of served predictions received since the champion's training run started."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def acquire(self, owner: int | None = None) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                if not self._stale():
-                    return False
-                self.path.unlink(missing_ok=True)
-                continue
-            with os.fdopen(fd, "w") as handle:
-                json.dump({"pid": owner or os.getpid(), "since": time.time()}, handle)
-            return True
-        return False
-
-    def hand_over(self, pid: int) -> None:
-        """The background run now owns the lock (and releases it when it ends)."""
-        self.path.write_text(json.dumps({"pid": pid, "since": time.time()}))
-
-    def release(self) -> None:
-        self.path.unlink(missing_ok=True)
-
-    def holder(self) -> dict | None:
-        try:
-            return json.loads(self.path.read_text())
-        except (FileNotFoundError, ValueError):
-            return None
-
-    def running(self) -> bool:
-        """A run holds the lock and its process is alive."""
-        return self.holder() is not None and not self._stale()
-
-    def _stale(self) -> bool:
-        holder = self.holder()
-        if holder is None:
-            return True
-        pid = int(holder["pid"])
-        try:  # our own finished child is a zombie until reaped: reap it, it is gone
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                return True
-        except ChildProcessError:
-            pass
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:  # alive, owned by another user
-            return False
-        return False
+    count: int
+    notes: list[str]  # warnings for the job's output: skipped lines, unknown request ids
 
 
 def lock_for(settings: Settings) -> RetrainLock:
-    return RetrainLock(settings.root / "logs" / "retrain.lock")
+    return RetrainLock(settings.retrain_lock, settings.monitoring.retrain_lease_s)
 
 
 def request_retraining(settings: Settings, reason: str) -> Request:
     """Start `retrain` in the background unless one is running; never blocks the caller."""
     lock = lock_for(settings)
     if not lock.acquire():
-        since = datetime.fromtimestamp(lock.holder()["since"]).isoformat(timespec="seconds")
-        return Request(False, f"retraining already running since {since}; not started again")
-    log = settings.root / "logs" / f"retrain-{time.strftime('%Y%m%dT%H%M%S')}.log"
+        holder = lock.holder()
+        since = (
+            f" since {datetime.fromtimestamp(holder.since).isoformat(timespec='seconds')} "
+            f"({holder.host}, pid {holder.pid})"
+            if holder
+            else ""
+        )
+        return Request(False, f"retraining already running{since}; not started again")
+    try:
+        process, log = _start(settings, reason)
+    except OSError:
+        lock.release()
+        raise
+    lock.hand_over(process.pid)
+    return Request(True, f"retraining started (pid {process.pid}, log {log.name}): {reason}")
+
+
+def _start(settings: Settings, reason: str) -> tuple[subprocess.Popen, Path]:
+    log = settings.logs_dir / f"retrain-{time.strftime('%Y%m%dT%H%M%S')}.log"
     package = __package__.split(".")[0]
     command = [sys.executable, "-m", package, "retrain", "--reason", reason, "--lock-held"]
     # The run imports this very code, however the server found it (installed or on a path).
     source = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([source, os.environ.get("PYTHONPATH", "")])}
+    log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as output:
         process = subprocess.Popen(
             command,
@@ -110,17 +81,21 @@ def request_retraining(settings: Settings, reason: str) -> Request:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # outlives a server restart
         )
-    lock.hand_over(process.pid)
-    return Request(True, f"retraining started (pid {process.pid}, log {log.name}): {reason}")
+    return process, log
 
 
 def retrain(settings: Settings, reason: str, lock_held: bool = False) -> None:
     """The retraining run itself: Kubeflow when configured, else the local pipeline."""
     lock = lock_for(settings)
+    if lock_held and not lock.adopt():
+        raise ProjectError(
+            f"--lock-held, but no lock in {settings.retrain_lock} is held for this process: "
+            "start retraining with `retrain` (or a trigger), not --lock-held."
+        )
     if not lock_held and not lock.acquire():
         console.print("[yellow]Retraining already running; nothing to do.[/]")
         return
-    try:
+    with lock.heartbeat():  # the lease stays fresh however long training takes
         console.print(f"Retraining: {reason}")
         host = settings.monitoring.kubeflow_host
         if host:
@@ -129,20 +104,36 @@ def retrain(settings: Settings, reason: str, lock_held: bool = False) -> None:
             console.print(f"Submitted Kubeflow run {submit(settings, host, reason)}")
         else:
             local.run(settings)
-    finally:
-        lock.release()
 
 
-def new_labels_since_training(settings: Settings) -> int:
-    """Labeled production rows received after the champion's training run started."""
+def new_labels_since_training(settings: Settings) -> NewLabels:
+    """Distinct served predictions (in the request log) labeled after the champion's training.
+
+    Only ids the server answered count: a flood of labels for ids it never served (a client's
+    bug, or abuse of /feedback) cannot start retraining.
+    """
     from ..registry import champion_trained_at
 
     trained_at = champion_trained_at(settings)
-    if not settings.feedback_log.is_file():
-        return 0
-    count = 0
-    with settings.feedback_log.open() as handle:
-        for line in handle:
-            received = datetime.fromisoformat(json.loads(line)["time"]).timestamp()
-            count += received > trained_at
-    return count
+    feedback = jsonl.read(settings.feedback_log)
+    notes = [note] if (note := feedback.note()) else []
+    labeled, undated = set(), 0
+    for row in feedback:
+        try:
+            received = datetime.fromisoformat(row["time"]).timestamp()
+        except (KeyError, TypeError, ValueError):
+            undated += 1
+            continue
+        if received > trained_at and isinstance(row.get("request_id"), str):
+            labeled.add(row["request_id"])
+    if undated:
+        notes.append(f"{settings.feedback_log}: skipped {undated} line(s) without a valid time")
+    if not labeled:
+        return NewLabels(0, notes)
+    requests = jsonl.read(settings.request_log)
+    if note := requests.note():
+        notes.append(note)
+    served = labeled & {r for row in requests if isinstance(r := row.get("request_id"), str)}
+    if unknown := len(labeled) - len(served):
+        notes.append(f"ignored {unknown} label(s) for request ids the server never answered")
+    return NewLabels(len(served), notes)

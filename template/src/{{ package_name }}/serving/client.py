@@ -25,12 +25,19 @@ def free_port() -> int:
 
 @contextmanager
 def serve_in_background(
-    workers: int = 1, timeout: float = 90, env: dict[str, str] | None = None
+    workers: int = 1,
+    timeout: float = 90,
+    env: dict[str, str] | None = None,
+    ready_path: str = "/ready",
 ) -> Iterator[httpx.Client]:
-    """Yield a client for the project's server once /ready answers; it stops on exit."""
+    """Yield a client for the project's server once `ready_path` answers; it stops on exit.
+
+    ready_path="/health" waits for a server that is up without a model (to test that state).
+    """
     package = __package__.split(".")[0]
     command = [sys.executable, "-m", package, "serve", "--workers", str(workers)]
-    with background_server(command, "/ready", timeout, {**os.environ, **(env or {})}) as client:
+    environment = {**os.environ, **(env or {})}
+    with background_server(command, ready_path, timeout, environment) as client:
         yield client
 
 

@@ -47,6 +47,11 @@ class ServingMetrics:
             "Ground-truth labels received for served predictions.",
             registry=self.registry,
         )
+        self.request_log_lost = Counter(
+            "request_log_lost_lines",
+            "Request log lines not written (disk full, read-only volume); the answers were served.",
+            registry=self.registry,
+        )
         self.retraining = Counter(
             "retraining_requests_total",
             "Retraining requests from webhooks, by outcome (started, deduplicated, ignored).",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +13,7 @@ from .. import registry
 from ..config import Settings
 from ..console import console
 from ..data.schema import FeatureSpec
+from .compiled import agrees, compile_trees
 
 
 @dataclass
@@ -28,11 +30,10 @@ class LoadedModel:
         self._fast = FastPath.build(self.estimator, self.spec)
 
     def predict_proba(self, records: list[dict[str, Any]]) -> np.ndarray:
+        """Records may hold None where the spec allows missing values: NaN for numbers."""
         if self._fast is not None:
             return self._fast.predict_proba(records)
-        return self.estimator.predict_proba(
-            pd.DataFrame.from_records(records, columns=self.spec.names)
-        )
+        return self.estimator.predict_proba(frame(records, self.spec))
 
     def predict(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Predict raw records (original column names) in one call to the estimator."""
@@ -48,16 +49,28 @@ class LoadedModel:
         ]
 
 
+def frame(records: list[dict[str, Any]], spec: FeatureSpec) -> pd.DataFrame:
+    """Records as the pipeline takes them; a numeric column of nulls only is NaN, not object."""
+    numeric = {f.name: float for f in spec.features if f.kind == "numeric"}
+    return pd.DataFrame.from_records(records, columns=spec.names).astype(numeric)
+
+
 class FastPath:
-    """The pipeline's ordinal encoding done with dict look-ups, then the classifier itself.
+    """The pipeline's ordinal encoding done with dict look-ups, then the classifier's trees.
 
     scikit-learn's ColumnTransformer spends about 1.3 ms per call validating a DataFrame, more
     than the trees take; serving calls it for every batch. The look-ups come from the fitted
-    encoder, and `build` only returns a fast path whose output equals the pipeline's.
+    encoder, the trees are predicted by treelite where it imports them (compiled.py), and
+    `build` only returns a fast path whose output matches the pipeline's on probe records.
     """
 
-    def __init__(self, columns: list[str], lookups: dict[str, dict[str, float]], classifier: Any):
-        self.columns, self.lookups, self.classifier = columns, lookups, classifier
+    def __init__(
+        self,
+        columns: list[str],
+        lookups: dict[str, dict[str | None, float]],
+        predict_matrix: Callable[[np.ndarray], np.ndarray],
+    ) -> None:
+        self.columns, self.lookups, self.predict_matrix = columns, lookups, predict_matrix
 
     @classmethod
     def build(cls, estimator: Any, spec: FeatureSpec) -> FastPath | None:
@@ -65,19 +78,25 @@ class FastPath:
             encoder, classifier = estimator[0], estimator[-1]
             ordinal = encoder.named_transformers_["categorical"]
             lookups = {
-                name: {str(value): float(code) for code, value in enumerate(categories)}
+                name: _lookup(categories)
                 for name, categories in zip(
                     ordinal.feature_names_in_, ordinal.categories_, strict=True
                 )
             }
-            fast = cls(list(encoder.get_feature_names_out()), lookups, classifier)
+            fast = cls(list(encoder.get_feature_names_out()), lookups, classifier.predict_proba)
         except (AttributeError, KeyError, TypeError, IndexError):
             return None
-        check = [spec.example, {**spec.example, **{name: "__unseen__" for name in lookups}}]
-        expected = estimator.predict_proba(pd.DataFrame.from_records(check, columns=spec.names))
-        if not np.array_equal(fast.predict_proba(check), expected):
+        probes = _probes(spec, lookups)
+        expected = estimator.predict_proba(frame(probes, spec))
+        if not np.array_equal(fast.predict_proba(probes), expected):
             console.print("[yellow]Fast inference path disagrees with the pipeline; not used.[/]")
             return None
+        trees = compile_trees(classifier)
+        if trees is not None:
+            library, fast.predict_matrix = fast.predict_matrix, trees
+            if not agrees(fast.predict_proba(probes), expected):
+                console.print("[yellow]treelite disagrees with the model; not used.[/]")
+                fast.predict_matrix = library
         return fast
 
     def predict_proba(self, records: list[dict[str, Any]]) -> np.ndarray:
@@ -89,7 +108,40 @@ class FastPath:
                 matrix[:, j] = [record[name] for record in records]
             else:
                 matrix[:, j] = [lookup.get(record[name], nan) for record in records]
-        return self.classifier.predict_proba(matrix)
+        return self.predict_matrix(matrix)
+
+
+def _probes(spec: FeatureSpec, lookups: dict[str, dict[str | None, float]]) -> list[dict]:
+    """Records that take every branch kind: each category, unseen ones, missing values, the text
+    "None", and numbers around and far from the example, one feature changed at a time."""
+    base = spec.example
+    probes = [
+        base,
+        {**base, **{name: "__unseen__" for name in lookups}},
+        {**base, **{f.name: None for f in spec.features if f.missing}},
+        {**base, **{name: "None" for name in lookups}},
+    ]
+    for feature in spec.features:
+        if feature.kind == "categorical":
+            values: list[Any] = list(lookups.get(feature.name, {}))
+        else:
+            x = float(feature.example)
+            values = [0.0, -1.0, x / 2, x * 2, x * 10 + 1, -1e9, 1e9]
+        probes += [{**base, feature.name: value} for value in values]
+    return probes
+
+
+def _lookup(categories: Any) -> dict[str | None, float]:
+    """Category -> code, as the fitted encoder maps them.
+
+    None (missing in the training data) is a category of its own there, NaN is not, and the text
+    "None" is an unseen category, not the missing value.
+    """
+    return {
+        (None if value is None else str(value)): float(code)
+        for code, value in enumerate(categories)
+        if value is None or not (isinstance(value, float) and np.isnan(value))
+    }
 
 
 def load_model(settings: Settings, alias: str | None = None) -> LoadedModel:

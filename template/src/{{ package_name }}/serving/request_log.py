@@ -2,26 +2,62 @@
 
 from __future__ import annotations
 
-import json
+import logging
 import threading
-from datetime import datetime
+import time
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import Counter
+
+from .. import jsonl
+from ..tracking import redact
+
+logger = logging.getLogger(__name__)
+# One warning per this many seconds: a full disk fails every request, the log must not.
+WARN_EVERY_S = 60.0
+
 
 class RequestLog:
-    """Thread-safe appender; one write per batch keeps lines whole across workers (O_APPEND)."""
+    """One line per prediction: the inputs, the answer, its request_id and model version.
 
-    def __init__(self, path: Path) -> None:
+    A line that cannot be written (disk full, read-only volume) does not fail the request: the
+    answer matters more than its log line. Lost lines are counted in `lost` (the
+    request_log_lost_lines_total metric, which an alert watches) and warned about, rate-limited.
+    """
+
+    def __init__(self, path: Path, lost: Counter | None = None) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
+        self._log = jsonl.JsonlLog(path)
+        self._lost = lost
+        self._guard = threading.Lock()
+        self._unwarned = 0
+        self._warned_at = -WARN_EVERY_S
 
     def append(self, records: list[dict[str, Any]], results: list[dict[str, Any]]) -> None:
-        now = datetime.now().astimezone().isoformat(timespec="milliseconds")
-        lines = "".join(
-            json.dumps({"time": now, "inputs": record, **result}) + "\n"
+        now = jsonl.now()
+        rows = (
+            {"time": now, "inputs": record, **result}
             for record, result in zip(records, results, strict=True)
         )
-        with self._lock, self.path.open("a", encoding="utf-8") as handle:
-            handle.write(lines)
+        try:
+            self._log.append(rows)
+        except (OSError, ValueError) as exc:  # ValueError: a value JSON cannot hold
+            self._count_lost(len(records), exc)
+
+    def _count_lost(self, lines: int, exc: Exception) -> None:
+        if self._lost is not None:
+            self._lost.inc(lines)
+        with self._guard:
+            self._unwarned += lines
+            if time.monotonic() - self._warned_at < WARN_EVERY_S:
+                return
+            lost, self._unwarned, self._warned_at = self._unwarned, 0, time.monotonic()
+        logger.warning(
+            "Request log %s not written (%s): %d line(s) lost, predictions still served; "
+            "next warning in %.0fs at the earliest.",
+            self.path,
+            redact(f"{type(exc).__name__}: {exc}"),
+            lost,
+            WARN_EVERY_S,
+        )

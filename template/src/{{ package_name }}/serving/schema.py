@@ -1,17 +1,22 @@
 """Request and response models built from the model's own feature spec.
 
 Fields keep the data's column names as JSON keys (spaces included) through aliases, so the
-OpenAPI schema, its example and every 422 message speak the user's column names.
+OpenAPI schema, its example and every 422 message speak the user's column names. A feature
+accepts null only where the training data had missing values (the spec's `missing`): the model
+learnt what to do with them there, and nowhere else.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from ..config import ServingSettings
 from ..data.schema import Feature, FeatureSpec
+
+MAX_CATEGORY_LENGTH = ServingSettings.model_fields["max_category_length"].default
 
 
 class PredictResponse(BaseModel):
@@ -25,11 +30,13 @@ class BatchResponse(BaseModel):
     predictions: list[PredictResponse]
 
 
-def request_models(spec: FeatureSpec, max_records: int) -> tuple[type[BaseModel], type[BaseModel]]:
+def request_models(
+    spec: FeatureSpec, max_records: int, max_category_length: int = MAX_CATEGORY_LENGTH
+) -> tuple[type[BaseModel], type[BaseModel]]:
     """(Record, Batch) pydantic models for one record and for a list of records."""
     fields: dict[str, Any] = {}
     for index, feature in enumerate(spec.features):
-        fields[_identifier(feature.name, index)] = _field(feature)
+        fields[_identifier(feature.name, index)] = _field(feature, max_category_length)
     record = create_model(
         "Record",
         __config__=ConfigDict(
@@ -49,11 +56,19 @@ def request_models(spec: FeatureSpec, max_records: int) -> tuple[type[BaseModel]
     return record, batch
 
 
-def _field(feature: Feature) -> tuple[type, Any]:
+def _field(feature: Feature, max_category_length: int) -> tuple[Any, Any]:
+    notes = []
     if feature.kind == "numeric":
-        return float, Field(alias=feature.name, allow_inf_nan=False, examples=[feature.example])
-    description = f"One of {feature.categories[:20]}; unseen values are treated as missing."
-    return str, Field(alias=feature.name, description=description, examples=[feature.example])
+        kind: Any = Annotated[float, Field(allow_inf_nan=False)]
+    else:
+        # A bound far above any real category: a 1 MB "category" is an attack, not data.
+        kind = Annotated[str, Field(max_length=max_category_length)]
+        notes.append(f"One of {feature.categories[:20]}; unseen values are treated as missing.")
+    if feature.missing:
+        kind = kind | None
+        notes.append("null when unknown: the training data had missing values here.")
+    description = " ".join(notes) or None
+    return kind, Field(alias=feature.name, description=description, examples=[feature.example])
 
 
 def _identifier(name: str, index: int) -> str:

@@ -1,8 +1,9 @@
 """POST /webhook/drift-detected: alerts start retraining (drift, accuracy SLO, Alertmanager).
 
-Authenticated with a shared token (`Authorization: Bearer <token>`): a wrong or missing token,
-or a server without one configured, is a 401. Accepts Alertmanager's webhook payload (version 4)
-or a plain {"reason": ...}; resolved alerts start nothing.
+Authenticated with a shared token (`Authorization: Bearer <token>`, monitoring.webhook_token),
+the same as POST /feedback: a wrong or missing token, or a server without one configured, is a
+401. Accepts Alertmanager's webhook payload (version 4) or a plain {"reason": ...}; resolved
+alerts start nothing.
 """
 
 # No `from __future__ import annotations`: FastAPI must see the models below at runtime.
@@ -37,7 +38,8 @@ class RetrainAnswer(BaseModel):
     message: str
 
 
-def router(settings: Settings, metrics: ServingMetrics) -> APIRouter:
+def token_required(settings: Settings) -> Any:
+    """The dependency that guards /webhook/* and /feedback: the shared bearer token, or a 401."""
     bearer = HTTPBearer(auto_error=False)
 
     def authorised(
@@ -49,7 +51,11 @@ def router(settings: Settings, metrics: ServingMetrics) -> APIRouter:
             detail = "invalid or missing token" if expected else "no webhook token configured"
             raise HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
 
-    api = APIRouter(tags=["monitoring"], dependencies=[Depends(authorised)])
+    return Depends(authorised)
+
+
+def router(settings: Settings, metrics: ServingMetrics) -> APIRouter:
+    api = APIRouter(tags=["monitoring"], dependencies=[token_required(settings)])
 
     @api.post("/webhook/drift-detected", response_model=RetrainAnswer)
     def drift_detected(payload: AlertPayload, request: Request) -> dict[str, Any]:
