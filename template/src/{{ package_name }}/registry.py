@@ -96,7 +96,14 @@ def register(settings: Settings) -> Decision:
             else "no champion yet"
         )
         failures = "; ".join(report["gate"]["failures"])
-        return _say(Decision(False, f"Not registered: quality gate failed ({failures}); {kept}."))
+        return _say(
+            Decision(
+                False,
+                f"Not registered: quality gate failed ({failures}); {kept}. See "
+                f"{settings.metrics_file.name} (model and baseline metrics) and the run in MLflow; "
+                "change the data or params.yaml and train again.",
+            )
+        )
 
     version, semver = _register_version(settings, client, report)
     metric = report["primary_metric"]
