@@ -55,9 +55,11 @@ def test_copier_update_brings_template_changes_and_keeps_user_edits(tmp_path):
         )
         # The user's own changes, committed as the tasks' first commit was.
         params = yaml.safe_load((project / "params.yaml").read_text())
-        assert params["evaluate"]["gate"]["roc_auc"] != 0.9
+        assert params["evaluate"]["baseline_margin"] != 0.1
         text = (project / "params.yaml").read_text()
-        (project / "params.yaml").write_text(text.replace("roc_auc: 0.85", "roc_auc: 0.9"))
+        (project / "params.yaml").write_text(
+            text.replace("baseline_margin: 0.05", "baseline_margin: 0.1")
+        )
         (project / "notes.md").write_text("my notes\n")
         _git("add", "-A", cwd=project)
         _git("commit", "--quiet", "-m", "my changes", cwd=project)
@@ -67,7 +69,7 @@ def test_copier_update_brings_template_changes_and_keeps_user_edits(tmp_path):
         )
 
     params = yaml.safe_load((project / "params.yaml").read_text())
-    assert params["evaluate"]["gate"]["roc_auc"] == 0.9, "the user's value was lost"
+    assert params["evaluate"]["baseline_margin"] == 0.1, "the user's value was lost"
     assert params["released_with"] == "v2", "the template's new parameter did not arrive"
     assert "Upgraded by the template's v2." in (project / "README.md").read_text()
     assert (project / "notes.md").read_text() == "my notes\n"
