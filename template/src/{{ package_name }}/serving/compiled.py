@@ -2,11 +2,12 @@
 
 scikit-learn's HistGradientBoosting predicts tree by tree from Python: about 20 us a tree
 whatever the batch size, 1 ms for a small model, and all of it holding the GIL the event loop
-needs. treelite (the tree-model exchange format) imports HistGradientBoosting, XGBoost and
-LightGBM models, and its GTIL predicts all trees in one C++ call (about 30 us for one row) with
-the GIL released. Its sums run in another order than the library's, so probabilities can differ
-in the last bits (1e-16): FastPath accepts it only when it gives the same classes and
-probabilities within TOLERANCE of the library, and otherwise uses the library itself.
+needs. treelite (the tree-model exchange format) imports the model, and its GTIL predicts all
+trees in one C++ call (about 30 us for one row) with the GIL released. XGBoost and LightGBM
+already predict natively, and in float32, which treelite does not reproduce to TOLERANCE: they
+keep their own predictor. Sums run in another order than the library's, so probabilities can
+differ in the last bits (1e-16): FastPath accepts the compiled trees only when they give the
+same classes and probabilities within TOLERANCE of the library, and otherwise uses the library.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def compile_trees(classifier: Any, threads: int = 1) -> PredictProba | None:
     except ImportError:
         return None
     try:
-        model = _import(treelite, classifier)
+        model = _import(classifier)
     except Exception:  # an unsupported model or version: the library predicts instead
         return None
     if model is None:
@@ -51,14 +52,9 @@ def agrees(candidate: np.ndarray, expected: np.ndarray) -> bool:
     )
 
 
-def _import(treelite: Any, classifier: Any) -> Any:
-    name = type(classifier).__name__
-    if name == "HistGradientBoostingClassifier":
-        import treelite.sklearn
+def _import(classifier: Any) -> Any:
+    if type(classifier).__name__ != "HistGradientBoostingClassifier":
+        return None
+    import treelite.sklearn
 
-        return treelite.sklearn.import_model(classifier)
-    if name == "XGBClassifier":
-        return treelite.frontend.from_xgboost(classifier.get_booster())
-    if name == "LGBMClassifier":
-        return treelite.frontend.from_lightgbm(classifier.booster_)
-    return None
+    return treelite.sklearn.import_model(classifier)
