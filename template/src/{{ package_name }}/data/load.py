@@ -34,6 +34,15 @@ def read_table(path: Path) -> pd.DataFrame:
     return frame
 
 
+def where(source: str, row: int) -> str:
+    """Where the 0-based data row `row` is for the person who opens the file.
+
+    A CSV's line in an editor: the header is line 1 (a quoted cell spanning lines would shift
+    it). Other formats have no lines: the row, counted from 1.
+    """
+    return f"line {row + 2}" if source.lower().endswith(".csv") else f"row {row + 1}"
+
+
 def validate(frame: pd.DataFrame, target: str, source: str) -> tuple[pd.DataFrame, FeatureSpec]:
     """Check the frame and learn its feature schema; returns the frame with clean dtypes."""
     if target not in frame.columns:
@@ -43,7 +52,7 @@ def validate(frame: pd.DataFrame, target: str, source: str) -> tuple[pd.DataFram
         )
     if frame[target].isna().any():
         row = int(frame[target].isna().to_numpy().argmax())
-        raise ProjectError(f"{source}: target column '{target}' is empty in row {row}.")
+        raise ProjectError(f"{source}: target column '{target}' is empty on {where(source, row)}.")
     if frame[target].nunique() < 2:
         raise ProjectError(f"{source}: target column '{target}' has a single class.")
     frame = frame.copy()
@@ -74,7 +83,7 @@ def _check_column(column: pd.Series, source: str) -> tuple[pd.Series, Feature]:
     if parsed.notna().mean() >= NUMERIC_SHARE:
         bad = parsed.isna().to_numpy().argmax()
         raise ProjectError(
-            f"{source}: column '{name}' is numeric but row {present.index[bad]} holds "
+            f"{source}: column '{name}' is numeric but {where(source, present.index[bad])} holds "
             f"{present.iloc[bad]!r}, which is not a number."
         )
     values = column.astype("string").astype(object).where(column.notna(), None)

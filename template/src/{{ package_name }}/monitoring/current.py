@@ -11,7 +11,7 @@ import pandas as pd
 
 from .. import jsonl
 from ..config import Settings
-from ..data.load import read_table
+from ..data.load import read_table, where
 from ..data.schema import FeatureSpec
 from ..errors import ProjectError
 
@@ -111,7 +111,8 @@ def _typed(column: pd.Series, kind: str, source: str) -> pd.Series:
     if junk.any():
         row = int(junk.argmax())
         raise ProjectError(
-            f"{source}: numeric column '{column.name}' holds {column.iloc[row]!r} in row {row}, "
+            f"{source}: numeric column '{column.name}' holds {column.iloc[row]!r} on "
+            f"{where(source, row)}, "
             "which is not a number."
         )
     return parsed.astype(float)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-# Answers are rounded to 6 decimals: a difference this small never changes one.
+# Answers are rounded to model.DECIMALS (6): a difference this small never changes one.
 TOLERANCE = 1e-9
 
 PredictProba = Callable[[np.ndarray], np.ndarray]

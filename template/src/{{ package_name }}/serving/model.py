@@ -15,6 +15,9 @@ from ..console import console
 from ..data.schema import FeatureSpec
 from .compiled import agrees, compile_trees
 
+# Every answer's probabilities, whatever the model family, are rounded to this many decimals.
+DECIMALS = 6
+
 
 @dataclass
 class LoadedModel:
@@ -37,12 +40,13 @@ class LoadedModel:
 
     def predict(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Predict raw records (original column names) in one call to the estimator."""
-        proba = self.predict_proba(records)
+        # float64 first: XGBoost answers in float32, whose rounded values print as 0.12345699...
+        proba = np.asarray(self.predict_proba(records), dtype=np.float64).round(DECIMALS)
         labels = np.asarray(self.spec.classes)[proba.argmax(axis=1)]
         return [
             {
                 "prediction": str(label),
-                "probabilities": dict(zip(self.spec.classes, row.round(6).tolist(), strict=True)),
+                "probabilities": dict(zip(self.spec.classes, row.tolist(), strict=True)),
                 "model_version": self.version,
             }
             for label, row in zip(labels, proba, strict=True)
