@@ -24,6 +24,7 @@ nox.options.sessions = [
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
+TORCH_CPU = "torch==2.13.0"
 TEMPLATE_TOOLS = [
     "copier>=9.4",
     "pytest>=8",
@@ -83,7 +84,13 @@ def artifacts(session: nox.Session) -> None:
     it); without it that test is skipped and says so.
     """
     session.install(*TEMPLATE_TOOLS, *ARTIFACT_TOOLS)
-    session.run("pytest", "tests/test_artifacts.py", *session.posargs, env=TELEMETRY_OFF)
+    session.run(
+        "pytest",
+        "tests/test_artifacts.py",
+        "tests/test_llm_artifacts.py",
+        *session.posargs,
+        env=TELEMETRY_OFF,
+    )
 
 
 @nox.session
@@ -100,6 +107,9 @@ def smoke(session: nox.Session) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         requirements = Path(tmp) / "requirements.txt"
         session.run("python", "tests/helpers.py", str(requirements), silent=True)
+        # torch first, pinned: the CPU wheel (pip's find-links here); unpinned, the LLM profile's
+        # requirements would pull a multi-GB CUDA build.
+        session.install(TORCH_CPU)
         session.install("-r", str(requirements))  # heavy packages, once for every variant
     session.run("pytest", "tests/test_smoke.py", *session.posargs, env=TELEMETRY_OFF)
 

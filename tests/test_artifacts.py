@@ -23,9 +23,9 @@ import yaml
 
 from tests.artifacts import checks
 from tests.helpers import render
-from tests.variants import SUPPORTED
+from tests.variants import SUPPORTED, TABULAR_ROWS
 
-KUBERNETES = [name for name, answers in SUPPORTED.items() if answers.get("use_kubernetes", True)]
+KUBERNETES = [name for name, answers in TABULAR_ROWS.items() if answers.get("use_kubernetes", True)]
 CANARY = [n for n in KUBERNETES if SUPPORTED[n].get("rollout") in ("canary", "canary_shadow")]
 OVERLAYS = ("staging", "production")
 BROKEN = sorted((Path(__file__).parent / "artifacts" / "broken").glob("*.yaml"))
@@ -237,7 +237,7 @@ def test_promotion_can_move_the_canary_weights(build, name, overlay, tmp_path):
     assert not checks.cross_reference_problems(objects, build(name).routes)
 
 
-@pytest.mark.parametrize("name", list(SUPPORTED))
+@pytest.mark.parametrize("name", list(TABULAR_ROWS))
 def test_images_and_their_make_targets_follow_the_answers(build, name):
     # Which optional files exist is each row's statement, checked by the render tier.
     built = build(name)

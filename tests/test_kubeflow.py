@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tests.helpers import TELEMETRY_OFF, render
-from tests.variants import SUPPORTED
+from tests.variants import TABULAR_ROWS as SUPPORTED
 
 TAG = "9.9.9"
 STAGES = ("prepare", "train", "evaluate", "promote")

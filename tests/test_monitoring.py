@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from tests.helpers import render
-from tests.variants import SUPPORTED
+from tests.variants import TABULAR_ROWS as SUPPORTED
 
 # What the server (per pod, /metrics) and the batch jobs (Pushgateway or textfile) expose: the
 # only series the rules and the dashboard may use. Server series must be selected by job.

@@ -18,7 +18,10 @@ from tests.variants import SUPPORTED, UNSUPPORTED
 
 TEMPLATE = ROOT / "template"
 
-LEFTOVER = re.compile(r"(?<!\$)\{\{|\{%|\.jinja\b")
+LEFTOVER = re.compile(r"(?<!\$)\{\{|\{%|(?<!chat_template)\.jinja\b")
+# Templates meant to survive rendering: the chat template (transformers' Jinja) and Ollama's
+# Modelfile (Go templates), copied as they are.
+VERBATIM_TEMPLATES = ("chat_template.jinja", "Modelfile")
 # Prometheus alert templates ({{ $labels.handler }}, {{ $value | humanizePercentage }}) are meant
 # to survive rendering in the monitoring folders; `{{ $` is never Jinja (no name starts with $).
 PROMETHEUS_LEFTOVER = re.compile(r"(?<!\$)\{\{(?! \$)|\{%|\.jinja\b")
@@ -54,8 +57,11 @@ def test_no_template_syntax_is_left(rendered):
     for path in _files(project):
         monitoring = path.relative_to(project).as_posix().startswith(PROMETHEUS_FOLDERS)
         leftover = PROMETHEUS_LEFTOVER if monitoring else LEFTOVER
-        assert not leftover.search(path.read_text()), f"leftover template syntax in {path}"
-        assert "{{" not in str(path) and not path.name.endswith(".jinja")
+        if path.name not in VERBATIM_TEMPLATES:
+            assert not leftover.search(path.read_text()), f"leftover template syntax in {path}"
+        assert ("{{" not in str(path) and not path.name.endswith(".jinja")) or (
+            path.name == "chat_template.jinja"
+        )
 
 
 def test_python_is_lint_clean(rendered):
@@ -97,13 +103,27 @@ def optional_paths() -> set[str]:
     Read from the template tree, so that a new optional file is in the render tier's check at
     once; the package folder is written `src/{package}`, as in tests/variants.py's rows.
     """
-    found = set()
+    return set(_optional_sources())
+
+
+def _optional_sources() -> dict[str, set[str]]:
+    """Each optional path as it renders -> the template paths that render it (two for a file
+    each profile writes under one name, e.g. README.md)."""
+    found: dict[str, set[str]] = {}
     for path in TEMPLATE.rglob("*"):
         if "{%" in path.name:
             parts = path.relative_to(TEMPLATE).parts
-            parts = [re.sub(r"\{%.*?%\}", "", part).removesuffix(".jinja") for part in parts]
-            found.add("/".join(parts).replace("{{ package_name }}", "{package}"))
+            # .jinja is the template suffix only outside the tags (chat_template.jinja stays).
+            parts = [_rendered_name(part) for part in parts]
+            name = "/".join(parts).replace("{{ package_name }}", "{package}")
+            found.setdefault(name, set()).add(path.relative_to(TEMPLATE).as_posix())
     return found
+
+
+def _rendered_name(part: str) -> str:
+    suffix = part.endswith(".jinja")
+    name = re.sub(r"\{%.*?%\}", "", part.removesuffix(".jinja") if suffix else part)
+    return name
 
 
 def test_optional_paths_are_exactly_those_the_row_lists(rendered):
@@ -124,7 +144,9 @@ def test_every_optional_path_is_switched_on_and_off_by_some_rows():
     unknown = set().union(*listed) - optional
     assert not unknown, f"rows list paths that are not optional in template/: {sorted(unknown)}"
     never = optional - set().union(*listed)
-    always = set.intersection(*map(set, listed)) & optional
+    # A path each profile renders from its own source (README.md) is in every row, by design.
+    per_profile = {path for path, sources in _optional_sources().items() if len(sources) > 1}
+    always = set.intersection(*map(set, listed)) & optional - per_profile
     assert not never, f"no row of tests/variants.py renders {sorted(never)}"
     assert not always, f"every row renders {sorted(always)}: no row shows it switched off"
 
@@ -135,12 +157,23 @@ def test_names_and_dependencies_follow_the_answers(rendered):
     package = answers.get("package_name", "fraud_detection")
     assert (project / "src" / package / "cli.py").is_file()
     assert meta["requires-python"] == f">={answers.get('python_version', '3.11')}"
-    family = answers.get("model_family", "hist_gradient_boosting")
-    names = {re.split(r"[<>=\[ ]", dep)[0] for dep in meta["dependencies"]}
-    assert ("xgboost" in names) == (family == "xgboost")
-    assert ("lightgbm" in names) == (family == "lightgbm")
+    names = {re.split(r"[<>=\[ ;]", dep)[0] for dep in meta["dependencies"]}
     assert ("dvc" in names) == answers.get("use_dvc", True)
-    assert yaml.safe_load((project / "params.yaml").read_text())["model"]["family"] == family
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    if answers.get("use_case") == "llm":
+        assert {"torch", "transformers", "peft", "trl", "bitsandbytes", "datasketch"} <= names
+        assert not {"scikit-learn", "evidently", "kfp"} & names
+        assert params["model"]["base"] == answers.get(
+            "base_model", "meta-llama/Llama-3.1-8B-Instruct"
+        )
+        assert params["model"]["method"] == answers.get("finetune_method", "sft")
+        assert params["model"]["lora"]["r"] == answers.get("lora_r", 16)
+        return
+    family = answers.get("model_family", "hist_gradient_boosting")
+    assert ("xgboost-cpu" in names) == (family == "xgboost")
+    assert ("lightgbm" in names) == (family == "lightgbm")
+    assert not {"torch", "peft", "trl"} & names
+    assert params["model"]["family"] == family
 
 
 def test_make_targets_of_the_readme_exist(rendered):

@@ -22,6 +22,40 @@ class Variant(dict):
 
 
 # Sets that rows start from: a row states its files as one of these plus or minus named paths.
+# The tabular profile's own files (the LLM profile renders others, some under the same names).
+TABULAR_TESTS = [
+    "attacks",
+    "data",
+    "demo",
+    "drift",
+    "feedback_and_triggers",
+    "hardening",
+    "kubeflow",
+    "lifecycle",
+    "loop",
+    "registry",
+    "retrain_lock",
+    "serving",
+    "setup",
+    "training",
+]
+TABULAR = frozenset(
+    {
+        "README.md",
+        "params.yaml",
+        "deploy/monitoring",
+        "src/{package}/cli.py",
+        "src/{package}/params.py",
+        "src/{package}/data",
+        "src/{package}/training",
+        "src/{package}/serving",
+        "src/{package}/monitoring",
+        "src/{package}/pipelines",
+        "src/{package}/demo.py",
+        "tests/conftest.py",
+        *(f"tests/test_{name}.py" for name in TABULAR_TESTS),
+    }
+)
 K8S = frozenset(
     {
         "deploy/k8s",
@@ -32,7 +66,8 @@ K8S = frozenset(
     }
 )
 DVC = frozenset({"dvc.yaml", ".dvcignore", "tests/test_dvc.py"})
-DEFAULT_FILES = K8S | DVC | {".github"}
+GITHUB = frozenset({".github", ".github/workflows/drift.yml"})
+DEFAULT_FILES = TABULAR | K8S | DVC | GITHUB
 BENTOML = frozenset(
     {
         "bentofile.yaml",
@@ -67,13 +102,41 @@ CANARY_WEIGHTS = frozenset(
     }
 )
 GPU_HPA = {"deploy/k8s/base/hpa-gpu.yaml"}
+LLM = frozenset(
+    {
+        "README.md",
+        "params.yaml",
+        "configs",
+        "src/{package}/cli.py",
+        "src/{package}/params.py",
+        "src/{package}/chat_template.jinja",
+        "src/{package}/data",
+        "src/{package}/training",
+        "src/{package}/serving",
+        "tests/conftest.py",
+        "tests/llm_fixtures.py",
+        "tests/test_conversations.py",
+        "tests/test_quality.py",
+        "tests/test_server.py",
+        "tests/test_pipeline.py",
+    }
+)
+# vLLM on Kubernetes: its Deployment, image and alerts (the autoscaler file is the row's).
+VLLM = frozenset(
+    {
+        "deploy/k8s",
+        "deploy/monitoring",
+        "deploy/docker/vllm.Dockerfile",
+        "deploy/docker/vllm.Dockerfile.dockerignore",
+    }
+)
 CPU_HPA = {"deploy/k8s/base/hpa.yaml"}
 
 SUPPORTED: dict[str, Variant] = {
     "defaults": Variant({}, DEFAULT_FILES),
     "xgboost-wandb-no-dvc-gitlab": Variant(
         {"model_family": "xgboost", "tracker": "wandb", "use_dvc": False, "ci_provider": "gitlab"},
-        K8S | WANDB | {".gitlab-ci.yml"},
+        TABULAR | K8S | WANDB | {".gitlab-ci.yml"},
     ),
     "lightgbm-no-ci": Variant(
         {
@@ -82,7 +145,7 @@ SUPPORTED: dict[str, Variant] = {
             "python_version": "3.12",
             "license": "Apache-2.0",
         },
-        DEFAULT_FILES - {".github"},
+        DEFAULT_FILES - GITHUB,
     ),
     "canary-shadow-bentoml-k8s": Variant(
         {"rollout": "canary_shadow", "serving": "bentoml"},
@@ -122,17 +185,57 @@ SUPPORTED: dict[str, Variant] = {
         },
         DEFAULT_FILES,
     ),
+    "llm-tiny-local": Variant(
+        {
+            "project_name": "Support Bot",
+            "package_name": "support_bot",
+            "description": "Answer customer support questions.",
+            "use_case": "llm",
+            "base_model": "tiny",
+            "serving": "local",
+        },
+        LLM | {"dvc.yaml", ".dvcignore", ".github"},
+    ),
+    "llm-vllm-keda": Variant(
+        {"use_case": "llm", "ci_provider": "gitlab", "use_dvc": False},
+        LLM | VLLM | {"deploy/k8s/base/scaledobject.yaml", ".gitlab-ci.yml"},
+    ),
+    "llm-vllm-gpu-hpa-qlora-ollama": Variant(
+        {
+            "use_case": "llm",
+            "finetune_method": "qlora",
+            "llm_autoscaler": "gpu_hpa",
+            "ollama": True,
+            "lora_r": 12,
+            "lora_target_modules": "all-linear",
+        },
+        LLM
+        | VLLM
+        | {"deploy/k8s/base/hpa-gpu.yaml", "deploy/ollama", "dvc.yaml", ".dvcignore", ".github"},
+    ),
+    "llm-dpo-local-no-ci": Variant(
+        {
+            "use_case": "llm",
+            "base_model": "tiny",
+            "finetune_method": "dpo",
+            "serving": "local",
+            "ci_provider": "none",
+            "python_version": "3.12",
+        },
+        LLM | {"dvc.yaml", ".dvcignore"},
+    ),
 }
 
-# Installed into one shared environment, their own tests and pipeline run. The first runs its
-# whole suite; the others skip their end-to-end tests (marked e2e), which exercise the same
-# lifecycle code, to keep the tier's time in check.
+# Installed into one shared environment, their own tests and pipeline run. The first and the LLM
+# row run their whole suites; the other tabular rows skip their end-to-end tests (marked e2e),
+# which exercise the same lifecycle code, to keep the tier's time in check.
 SMOKE = [
     "defaults",
     "xgboost-wandb-no-dvc-gitlab",
     "fastapi-canary-no-k8s",
     "bentoml",
     "triton-xgboost",
+    "llm-tiny-local",
 ]
 
 UNSUPPORTED: dict[str, tuple[dict[str, object], str]] = {
@@ -149,7 +252,31 @@ UNSUPPORTED: dict[str, tuple[dict[str, object], str]] = {
     "bad-slug": ({"project_slug": "Fraud Detection"}, "must start with a letter"),
     "old-python": ({"python_version": "3.8"}, "'3.8' is not in ['3.10', '3.11', '3.12', '3.13']"),
     "python-2": ({"python_version": "2.7"}, "Invalid choice for 'python_version'"),
-    "llm-not-yet": ({"use_case": "llm"}, "use_case 'llm' is not available yet"),
+    "llm-with-model-family": (
+        {"use_case": "llm", "model_family": "xgboost"},
+        "model_family is a tabular answer",
+    ),
+    "llm-with-bentoml": (
+        {"use_case": "llm", "serving": "bentoml"},
+        "'bentoml' is for tabular models",
+    ),
+    "llm-with-triton": ({"use_case": "llm", "serving": "triton"}, "'triton' is for tabular models"),
+    "tabular-with-vllm": ({"serving": "vllm"}, "serving 'vllm' serves LLM adapters"),
+    "tabular-with-base-model": ({"base_model": "tiny"}, "base_model is an llm answer"),
+    "tabular-with-method": ({"finetune_method": "dpo"}, "finetune_method is an llm answer"),
+    "tabular-with-ollama": ({"ollama": True}, "ollama is an llm answer"),
+    "llm-canary": ({"use_case": "llm", "rollout": "canary"}, "not built for the llm profile yet"),
+    "llm-wandb": ({"use_case": "llm", "tracker": "wandb"}, "not wired into the llm profile yet"),
+    "llm-local-on-kubernetes": (
+        {"use_case": "llm", "serving": "local", "use_kubernetes": True},
+        "serving 'local' is the development server",
+    ),
+    "llm-lora-rank-zero": ({"use_case": "llm", "lora_r": 0}, "lora_r must be between 1 and 512"),
+    "llm-bad-target-modules": (
+        {"use_case": "llm", "lora_target_modules": "q proj"},
+        "must be module names separated by commas",
+    ),
+    "llm-unknown-method": ({"use_case": "llm", "finetune_method": "ppo"}, "Invalid choice"),
     "unknown-family": ({"model_family": "catboost"}, "Invalid choice for 'model_family'"),
     "unknown-tracker": ({"tracker": "neptune"}, "Invalid choice for 'tracker'"),
     "bad-email": ({"author_email": "nobody"}, "is not an e-mail address"),
@@ -162,4 +289,10 @@ UNSUPPORTED: dict[str, tuple[dict[str, object], str]] = {
         {"image_registry": "https://ghcr.io/x"},
         "must look like registry.example.com/team",
     ),
+}
+
+# The tabular profile's rows: its manifests, alert rules and Kubeflow pipeline are checked by the
+# artifact tiers; the LLM profile's by tests/test_llm_artifacts.py.
+TABULAR_ROWS = {
+    name: answers for name, answers in SUPPORTED.items() if answers.get("use_case") != "llm"
 }

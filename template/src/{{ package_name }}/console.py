@@ -1,12 +1,18 @@
-"""Terminal output: one console, and a spinner with elapsed time for each long step."""
+"""Terminal output: one console, a spinner with elapsed time for each long step, and errors
+as one red line instead of a traceback."""
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
+import typer
 from rich.console import Console
+
+from .errors import ProjectError
 
 console = Console(stderr=True, highlight=False)
 
@@ -18,3 +24,17 @@ def step(message: str) -> Iterator[None]:
     with console.status(f"{message}..."):
         yield
     console.print(f"[green]✓[/] {message} [dim]({time.perf_counter() - start:.1f}s)[/]")
+
+
+def friendly(command: Callable[..., Any]) -> Callable[..., Any]:
+    """A CLI command that prints a ProjectError as one red line and exits 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except ProjectError as exc:
+            console.print(f"[red]Error:[/] {exc}")
+            raise typer.Exit(2) from None
+
+    return wrapper

@@ -19,16 +19,12 @@ import yaml
 
 from .config import Settings
 from .console import console
-from .data.schema import FeatureSpec
 from .errors import ProjectError
-from .tracking import connect, redact
-from .training.train import read_run
+from .tracking import connect, read_run, redact
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 LINEAGE_KEYS = ("model_family", "input_schema", "data_sha256", "params_sha256", "training_dataset")
-# The only serialization the server will load: skops refuses types it was not told to trust,
-# where pickle and cloudpickle run whatever the file says.
-SERIALIZATION = "skops"
+OPTIONAL_LINEAGE = ("base_model", "finetune_method", "data_quality_report")
 
 
 class RegistryUnavailable(ProjectError):
@@ -48,18 +44,6 @@ class AliasedVersion:
     @property
     def semver(self) -> str:
         return self.tags.get("semver", "unknown")
-
-    def spec(self) -> FeatureSpec:
-        import mlflow
-
-        try:
-            raw = mlflow.artifacts.load_dict(f"runs:/{self.run_id}/feature_spec.json")
-            return FeatureSpec.model_validate(raw)
-        except Exception as exc:
-            raise ProjectError(
-                f"{self.name} v{self.version}: its run's feature_spec.json cannot be read "
-                f"({redact(exc)}); retrain, or point the alias at another version."
-            ) from None
 
 
 @dataclass(frozen=True)
@@ -140,9 +124,19 @@ def _register_version(settings: Settings, client, report: dict) -> tuple[str, st
         "primary_metric": metric,
         metric: str(report["metrics"][metric]),
     }
+    # Lineage a profile adds when it has it (an LLM adapter: its base model, the data report).
+    tags.update({key: run.data.tags[key] for key in OPTIONAL_LINEAGE if key in run.data.tags})
     model_uri = read_run(settings)["model_uri"]
     tags.update(_artifact_tags(model_uri))
-    version = mlflow.register_model(model_uri, settings.registry.model_name, tags=tags).version
+    name = settings.registry.model_name
+    if not model_uri.startswith("runs:/"):  # an MLflow Model (logged with log_model)
+        return str(mlflow.register_model(model_uri, name, tags=tags).version), semver
+    # Plain files logged with the run (an adapter): registered by their artifact location.
+    if not client.search_registered_models(f"name = '{name}'"):
+        client.create_registered_model(name)
+    run_id, path = model_uri.removeprefix("runs:/").split("/", 1)
+    source = f"{run.info.artifact_uri}/{path}"
+    version = client.create_model_version(name, source=source, run_id=run_id, tags=tags).version
     return str(version), semver
 
 
@@ -165,49 +159,22 @@ def lookup(settings: Settings, alias: str) -> AliasedVersion:
     return AliasedVersion(name, alias, str(version.version), version.run_id, dict(version.tags))
 
 
-def load_verified(found: AliasedVersion) -> Any:
-    """The estimator of `found`, only if its files are those the registry recorded."""
-    import mlflow
-
+def verify_files(found: AliasedVersion, folder: Path) -> dict[str, str]:
+    """Refuse `folder` (the downloaded files of `found`) unless they are those registered;
+    returns what was measured (model_sha256, model_serialization)."""
     expected = found.tags.get("model_sha256")
     if not expected:
         raise ProjectError(
             f"{found.name} v{found.version} has no model_sha256 tag: it was not registered by "
             "this project's `register`, so it is not loaded. Retrain and register it."
         )
-    with tempfile.TemporaryDirectory(prefix="model-") as tmp:
-        try:
-            local = Path(
-                mlflow.artifacts.download_artifacts(
-                    f"models:/{found.name}/{found.version}", dst_path=tmp
-                )
-            )
-        except Exception as exc:
-            raise ProjectError(
-                f"{found.name} v{found.version}: its files cannot be fetched ({redact(exc)})."
-            ) from None
-        if not (local / "MLmodel").is_file():
-            raise ProjectError(
-                f"{found.name} v{found.version}: its model files are missing from the artifact "
-                "store (was mlartifacts/ deleted?); retrain and register it (make train)."
-            )
-        actual = _artifact_tags_of(local)
-        if actual["model_sha256"] != expected:
-            raise ProjectError(
-                f"{found.name} v{found.version}: the model files changed since registration "
-                f"(sha256 {actual['model_sha256'][:12]} != {expected[:12]}); refusing to load."
-            )
-        if actual["model_serialization"] != SERIALIZATION:
-            raise ProjectError(
-                f"{found.name} v{found.version} is serialised with "
-                f"'{actual['model_serialization']}', not {SERIALIZATION}: refusing to load."
-            )
-        try:
-            return mlflow.sklearn.load_model(str(local))
-        except Exception as exc:
-            raise ProjectError(
-                f"{found.name} v{found.version} does not load ({redact(exc)}): retrain it."
-            ) from None
+    actual = _artifact_tags_of(folder)
+    if actual["model_sha256"] != expected:
+        raise ProjectError(
+            f"{found.name} v{found.version}: the model files changed since registration "
+            f"(sha256 {actual['model_sha256'][:12]} != {expected[:12]}); refusing to load."
+        )
+    return actual
 
 
 def versions(settings: Settings) -> list[tuple[Any, list[str]]]:

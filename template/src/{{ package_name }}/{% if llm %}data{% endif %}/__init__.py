@@ -1,0 +1,1 @@
+"""Training data: JSONL loading and validation, and the data-quality stage."""

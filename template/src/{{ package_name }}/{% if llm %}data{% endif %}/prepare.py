@@ -1,0 +1,125 @@
+"""prepare: the conversations to fine-tune on, validated, cleaned, split, fingerprinted."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import Settings
+from ..console import console
+from ..errors import ProjectError
+from . import builtin_chat
+from .conversations import load_jsonl
+from .quality import render_table, run_quality, tokenizer_counter, write_report
+
+FILES = {"train": "train.jsonl", "test": "test.jsonl", "preferences": "preferences.jsonl"}
+
+
+@dataclass
+class Prepared:
+    train: list[dict[str, Any]]
+    test: list[dict[str, Any]]
+    # sft_dpo: the DPO stage's pairs (the SFT stage trains on `train`).
+    preferences: list[dict[str, Any]]
+    dataset: dict[str, Any]
+
+
+def kind_of(method: str) -> str:
+    """The record kind a method trains on first: preference pairs for dpo, chats otherwise."""
+    return "dpo" if method == "dpo" else "sft"
+
+
+def prepare(settings: Settings) -> Prepared:
+    """Load the data, run the quality stage, split it, write data/prepared/ and the report."""
+    from ..training.base import load_tokenizer
+
+    kind = kind_of(settings.model.method)
+    records, source = _load(settings, kind, settings.data_path)
+    counter = tokenizer_counter(load_tokenizer(settings))
+    quality = settings.quality
+    result = run_quality(
+        records,
+        kind,
+        counter,
+        quality.min_tokens,
+        quality.max_tokens,
+        quality.near_duplicate_threshold,
+        seed=settings.data.seed,
+    )
+    result.report["source"] = source
+    write_report(result.report, settings.quality_report)
+    console.print(render_table(result.report))
+    kept = result.kept
+    if len(kept) < 10:
+        raise ProjectError(
+            f"Only {len(kept)} records of {source} survive the quality stage (see "
+            f"{settings.quality_report}): too few to fine-tune and evaluate."
+        )
+    rng = random.Random(settings.data.seed)
+    order = list(range(len(kept)))
+    rng.shuffle(order)
+    cut = max(1, round(len(kept) * settings.data.test_size))
+    test, train = [kept[i] for i in order[:cut]], [kept[i] for i in order[cut:]]
+    preferences = _preferences(settings) if settings.model.method == "sft_dpo" else []
+    dataset = {
+        "source": source,
+        "kind": kind,
+        "rows": len(kept),
+        "sha256": _fingerprint([*kept, *preferences]),
+        "quality_report": settings.quality_report.name,
+    }
+    _write(settings.prepared_dir, {"train": train, "test": test, "preferences": preferences})
+    (settings.prepared_dir / "dataset.json").write_text(json.dumps(dataset, indent=2))
+    return Prepared(train, test, preferences, dataset)
+
+
+def load_prepared(settings: Settings) -> Prepared:
+    """Read what `prepare` wrote; tells the user to run it first when it is missing."""
+    folder = settings.prepared_dir
+    if not (folder / "dataset.json").is_file():
+        raise ProjectError(f"No prepared data in {folder}: run the 'prepare' step first.")
+    parts = {name: _read(folder / file) for name, file in FILES.items()}
+    return Prepared(**parts, dataset=json.loads((folder / "dataset.json").read_text()))
+
+
+def _load(settings: Settings, kind: str, path: Path | None) -> tuple[list[dict[str, Any]], str]:
+    if path is not None:
+        return load_jsonl(path, kind), str(path)
+    rows, seed = settings.data.builtin_rows, settings.data.seed
+    if kind == "dpo":
+        return builtin_chat.preference_records(rows, seed), f"builtin:preferences?rows={rows}"
+    return builtin_chat.sft_records(rows, seed), f"builtin:support-chats?rows={rows}&seed={seed}"
+
+
+def _preferences(settings: Settings) -> list[dict[str, Any]]:
+    path = settings.data.preference_path
+    if path is not None:
+        return load_jsonl(path if path.is_absolute() else settings.root / path, "dpo")
+    if settings.data_path is not None:
+        raise ProjectError(
+            "method sft_dpo with your own data.path also needs data.preference_path (a JSONL "
+            "of prompt/chosen/rejected pairs) for its DPO stage."
+        )
+    return builtin_chat.preference_records(settings.data.builtin_rows // 2, settings.data.seed)
+
+
+def _fingerprint(records: list[dict[str, Any]]) -> str:
+    digest = hashlib.sha256()
+    for record in records:
+        digest.update(json.dumps(record, sort_keys=True, ensure_ascii=False).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def _write(folder: Path, parts: dict[str, list[dict[str, Any]]]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, records in parts.items():
+        lines = (json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+        (folder / FILES[name]).write_text("".join(lines))
+
+
+def _read(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -1,0 +1,1 @@
+"""Fine-tuning, evaluation and the tiny offline base model."""
