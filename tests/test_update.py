@@ -35,9 +35,9 @@ def _git(*args: str, cwd: Path) -> str:
 def _release_two_versions(template: Path) -> None:
     _git("clone", "--quiet", str(ROOT), str(template), cwd=ROOT)
     _git("tag", "v1.0.0", cwd=template)
-    readme = template / "template" / "README.md.jinja"
+    readme = template / "template" / "{% if tabular %}README.md{% endif %}.jinja"
     readme.write_text(readme.read_text() + "\nUpgraded by the template's v2.\n")
-    params = template / "template" / "params.yaml.jinja"
+    params = template / "template" / "{% if tabular %}params.yaml{% endif %}.jinja"
     params.write_text(params.read_text() + "\nreleased_with: v2\n")
     _git("commit", "--quiet", "-am", "v2", cwd=template)
     _git("tag", "v2.0.0", cwd=template)
@@ -76,3 +76,46 @@ def test_copier_update_brings_template_changes_and_keeps_user_edits(tmp_path):
     answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
     assert answers["_commit"] == "v2.0.0"
     assert "<<<<<<<" not in (project / "params.yaml").read_text()
+
+
+def test_a_tabular_project_from_before_the_llm_profile_updates_to_its_layout(tmp_path):
+    """The LLM profile moved the tabular files behind `{% if tabular %}` names and split
+    config.py: a project made before that follows with nothing lost and nothing left over."""
+    import copier
+
+    template, project, fresh = tmp_path / "template", tmp_path / "project", tmp_path / "fresh"
+    _git("clone", "--quiet", str(ROOT), str(template), cwd=ROOT)
+    # The last commit whose template still wrote README.md from template/README.md.jinja.
+    moved = _git("rev-list", "-1", "HEAD", "--", "template/README.md.jinja", cwd=template).strip()
+    _git("tag", "v1.0.0", f"{moved}~1", cwd=template)
+    _git("tag", "v2.0.0", "HEAD", cwd=template)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        copier.run_copy(str(template), project, defaults=True, unsafe=True, vcs_ref="v1.0.0")
+        assert not (project / "src" / "fraud_detection" / "params.py").exists()
+        text = (project / "params.yaml").read_text()
+        (project / "params.yaml").write_text(text.replace("max_iter: 200", "max_iter: 300"))
+        (project / "src" / "fraud_detection" / "features.py").write_text("EXTRA = 1\n")
+        _git("add", "-A", cwd=project)
+        _git("commit", "--quiet", "-m", "my changes", cwd=project)
+        copier.run_update(
+            project, defaults=True, unsafe=True, overwrite=True, vcs_ref="v2.0.0", quiet=True
+        )
+        copier.run_copy(
+            str(template), fresh, defaults=True, unsafe=True, vcs_ref="v2.0.0", quiet=True
+        )
+
+    assert "max_iter: 300" in (project / "params.yaml").read_text(), "the user's value was lost"
+    assert (project / "src" / "fraud_detection" / "features.py").read_text() == "EXTRA = 1\n"
+
+    def files(root: Path) -> set[str]:
+        return {
+            p.relative_to(root).as_posix()
+            for p in root.rglob("*")
+            if p.is_file() and ".git" not in p.parts and p.name != ".copier-answers.yml"
+        }
+
+    # Exactly the new layout (the user's file aside), no conflict leftovers, same code.
+    assert files(project) - {"src/fraud_detection/features.py"} == files(fresh)
+    for name in files(fresh) - {"params.yaml"}:
+        assert (project / name).read_bytes() == (fresh / name).read_bytes(), name
