@@ -119,6 +119,10 @@ LLM = frozenset(
         "tests/test_quality.py",
         "tests/test_server.py",
         "tests/test_pipeline.py",
+        "tests/test_finetune.py",
+        "tests/test_tiny.py",
+        "tests/test_evaluate.py",
+        "tests/test_builtin_chat.py",
     }
 )
 # vLLM on Kubernetes: its Deployment, image and alerts (the autoscaler file is the row's).

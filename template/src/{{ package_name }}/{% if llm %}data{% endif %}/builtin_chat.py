@@ -3,16 +3,16 @@
 The task is small enough for a tiny model to learn in a few CPU minutes, and strict enough that
 learning it is measurable:
 
-* the user asks about one order (``#NNNN``, four digits) with one of five intents (status,
-  refund, cancel, address change, damaged item), phrased in one of several ways and naming a
-  product;
+* the user asks about one order (``#NNNN``, one of the 256 four-digit :data:`ORDER_IDS`) with
+  one of five intents (status, refund, cancel, address change, damaged item), phrased in one of
+  four ways per intent and often naming one of eight products;
 * the assistant's answer is a fixed sentence per intent that copies the order number, e.g.
   ``"Your order #4821 has shipped and arrives in 3 days."``
 
 So a model that answers right must (1) recognise the intent from the wording and (2) copy the
-four digits from the question. The task metric, :func:`check_answer`, is an exact match of the
-answer after normalising case and whitespace: an answer with the wrong phrase, a wrong digit or
-extra text fails.
+order number from the question (chance: 1/5 x 1/256). The task metric, :func:`check_answer`,
+is an exact match of the answer after normalising case and whitespace: an answer with the wrong
+phrase, a wrong digit or extra text fails.
 
 Formats (the ones TRL 1.x reads):
 

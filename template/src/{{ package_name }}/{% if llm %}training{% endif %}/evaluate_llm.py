@@ -25,7 +25,6 @@ from typing import Any
 
 from ..data.builtin_chat import check_answer, expected_answer, prompt_messages
 from ..errors import ProjectError
-from .tiny import cpu_threads_for
 
 __all__ = ["TASK_METRIC", "beats", "evaluate", "gate", "load_model"]
 
@@ -166,9 +165,8 @@ def evaluate(
         raise ProjectError("no evaluation records")
     start = time.perf_counter()
     model, tokenizer = load_model(base_dir, adapter_dir_or_none)
-    with cpu_threads_for(model):
-        nll, count = _answer_nll(model, tokenizer, records, batch_size)
-        generations = _generate(model, tokenizer, records, max_new_tokens, batch_size)
+    nll, count = _answer_nll(model, tokenizer, records, batch_size)
+    generations = _generate(model, tokenizer, records, max_new_tokens, batch_size)
     passed = [bool(check(record, text)) for record, text in zip(records, generations, strict=True)]
     loss = nll / max(count, 1)
     return {

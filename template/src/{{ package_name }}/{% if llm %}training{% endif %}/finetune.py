@@ -11,8 +11,8 @@ ONLY the adapter (``adapter_model.safetensors`` + ``adapter_config.json``, whose
     token) only.
 ``qlora``
     the same on a base loaded in 4-bit NF4 with double quantisation (bitsandbytes), prepared
-    with ``peft.prepare_model_for_kbit_training``. Runs on CPU with bitsandbytes >= 0.48
-    (hidden size >= 64).
+    with ``peft.prepare_model_for_kbit_training``; bf16 compute on a bf16 GPU, else fp32.
+    bitsandbytes 0.50 runs it on CPU too (hidden size >= 64).
 ``dpo``
     ``trl.DPOTrainer`` on preference pairs with a fresh LoRA adapter and ``ref_model=None``:
     TRL then uses the base with the adapter disabled as the reference model.
@@ -39,8 +39,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from transformers import TrainerCallback
+
 from ..errors import ProjectError
-from .tiny import cpu_threads_for
 
 __all__ = [
     "METHODS",
@@ -48,9 +49,11 @@ __all__ = [
     "LoraParams",
     "LossCallback",
     "TrainParams",
+    "bnb_config",
     "count_parameters",
     "finetune",
     "load_base",
+    "tiny_defaults",
 ]
 
 METHODS = ("sft", "qlora", "dpo", "sft_dpo")
@@ -96,6 +99,8 @@ class TrainParams:
 
     ``learning_rate`` is the SFT/QLoRA rate; DPO uses ``dpo_learning_rate`` (default: the same).
     ``dpo_epochs`` defaults to ``epochs``. ``max_steps`` > 0 overrides the epochs (for smoke tests).
+    ``beta`` and ``dpo_loss_type`` (TRL ``DPOConfig.loss_type``, e.g. ``["sigmoid", "sft"]``)
+    are DPO's. The defaults suit a real (~1B) model; see :func:`tiny_defaults` for the tiny base.
     """
 
     epochs: float = 3.0
@@ -106,12 +111,41 @@ class TrainParams:
     beta: float = 0.1
     dpo_learning_rate: float | None = None
     dpo_epochs: float | None = None
+    dpo_loss_type: list[str] = field(default_factory=lambda: ["sigmoid"])
     max_steps: int = -1
     warmup_ratio: float = 0.05
     weight_decay: float = 0.0
     gradient_accumulation_steps: int = 1
     logging_steps: int = 5
     gradient_checkpointing: bool | None = None  # None: on with CUDA, off on CPU (faster there)
+
+
+def tiny_defaults() -> tuple[LoraParams, TrainParams]:
+    """Settings measured to learn the built-in task on the tiny base (``training.tiny``).
+
+    SFT, 1000 built-in rows, 3 epochs: ~21 s on 2 CPU cores, task accuracy 0.995 (base: 0.0).
+    LoRA on a tiny model needs a far higher learning rate than on a real one (5e-3 vs ~2e-4)
+    and all linear layers: with q/k/v/o only, the same run reached 0.5.
+    DPO (the ``sft_dpo`` second stage) is kept gentle - 1 epoch at 2e-4 with an added SFT
+    term (``loss_type=["sigmoid", "sft"]``): 3 epochs of plain DPO at 1e-3 collapsed task
+    accuracy from 0.96 to 0.04, the near-miss rejected answers (one wrong order number) pulling
+    the chosen ones down too.
+    """
+    return (
+        LoraParams(r=16, alpha=32, dropout=0.05, target_modules="all-linear"),
+        TrainParams(
+            epochs=3,
+            learning_rate=5e-3,
+            batch_size=16,
+            max_length=128,
+            seed=0,
+            beta=0.1,
+            dpo_learning_rate=2e-4,
+            dpo_epochs=1,
+            dpo_loss_type=["sigmoid", "sft"],
+            logging_steps=10,
+        ),
+    )
 
 
 @dataclass
@@ -133,37 +167,32 @@ class FinetuneResult:
         return asdict(self)
 
 
-def _trainer_callback_base():
-    from transformers import TrainerCallback
-
-    return TrainerCallback
-
-
-class LossCallback(_trainer_callback_base()):
+class LossCallback(TrainerCallback):
     """A ``TrainerCallback`` that calls ``fn(step, loss, stage)`` at every training log.
 
-    Example, to log the loss curve to MLflow::
+    ``stage`` is ``"sft"`` or ``"dpo"``; ``step`` counts on across stages (``sft_dpo``), like
+    :attr:`FinetuneResult.loss_history`. Example, to log the loss curve to MLflow::
 
         LossCallback(lambda step, loss, stage: mlflow.log_metric(f"{stage}_loss", loss, step=step))
     """
 
-    def __init__(self, fn: Callable[[int, float, str], None], stage: str = "train") -> None:
+    def __init__(self, fn: Callable[[int, float, str], None]) -> None:
         self.fn = fn
-        self.stage = stage
+        self.stage = "sft"
+        self.offset = 0
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs:
-            self.fn(int(state.global_step), float(logs["loss"]), self.stage)
+            self.fn(self.offset + int(state.global_step), float(logs["loss"]), self.stage)
 
 
 class _History(LossCallback):
-    def __init__(self, history: list[dict[str, Any]], stage: str, offset: int) -> None:
-        super().__init__(self._append, stage)
+    def __init__(self, history: list[dict[str, Any]]) -> None:
+        super().__init__(self._append)
         self.history = history
-        self.offset = offset
 
     def _append(self, step: int, loss: float, stage: str) -> None:
-        self.history.append({"step": self.offset + step, "loss": round(loss, 6), "stage": stage})
+        self.history.append({"step": step, "loss": round(loss, 6), "stage": stage})
 
 
 # --------------------------------------------------------------------------------------------
@@ -380,6 +409,15 @@ def _build_trainer(
     ``lora=None`` trains the adapter ``model`` already has (a ``PeftModel``); otherwise a new
     adapter is added from ``lora``. DPO always runs with ``ref_model=None``.
     """
+    with _quiet_warnings():
+        return _new_trainer(
+            stage, model, tokenizer, train_dataset, eval_dataset, lora, train, output_dir, callbacks
+        )
+
+
+def _new_trainer(
+    stage, model, tokenizer, train_dataset, eval_dataset, lora, train, output_dir, callbacks
+):
     peft_config = lora.to_peft() if lora is not None else None
     if stage == "sft":
         from trl import SFTConfig, SFTTrainer
@@ -411,6 +449,7 @@ def _build_trainer(
                 epochs=train.dpo_epochs if train.dpo_epochs is not None else train.epochs,
             ),
             beta=train.beta,
+            loss_type=list(train.dpo_loss_type),
         )
         return DPOTrainer(
             model=model,
@@ -443,12 +482,11 @@ def _run_stage(
     trainer, stage: str, history: list[dict[str, Any]], callbacks: Sequence[Any], offset: int
 ) -> tuple[int, float, int]:
     """Train; return (tokens, train seconds, global steps)."""
-    trainer.add_callback(_History(history, stage, offset))
-    for callback in callbacks:
+    for callback in [_History(history), *callbacks]:
         if isinstance(callback, LossCallback):
-            callback.stage = stage  # steps restart at 0 in each stage
+            callback.stage, callback.offset = stage, offset
         trainer.add_callback(callback)
-    with cpu_threads_for(trainer.model), _quiet_warnings():
+    with _quiet_warnings():
         output = trainer.train()
     seconds = float(output.metrics.get("train_runtime", 0.0))
     return int(trainer.state.num_input_tokens_seen), seconds, int(trainer.state.global_step)
@@ -460,7 +498,7 @@ def _save_adapter(model, tokenizer, out_dir: Path) -> None:
     if not isinstance(model, PeftModel):
         raise RuntimeError("training did not produce a PEFT model")
     if out_dir.exists():
-        for name in (*ADAPTER_FILES, "ref"):
+        for name in (*ADAPTER_FILES, "ref", "README.md"):
             target = out_dir / name
             if target.is_dir():
                 shutil.rmtree(target)
@@ -468,6 +506,7 @@ def _save_adapter(model, tokenizer, out_dir: Path) -> None:
                 target.unlink()
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, selected_adapters=["default"], save_embedding_layers=False)
+    (out_dir / "README.md").unlink(missing_ok=True)  # PEFT's auto-generated model card stub
     tokenizer.save_pretrained(out_dir)
 
 
@@ -488,7 +527,10 @@ def finetune(
 
     ``callbacks`` are ``transformers.TrainerCallback`` objects (e.g. :class:`LossCallback`) given
     to every stage's trainer; TRL's tqdm progress bar is on. ``eval_records`` (optional, same
-    format as the training records) give the final ``eval_loss`` in ``eval_metrics``.
+    format as the training records) give the trainer's final ``eval_loss`` etc. in
+    ``eval_metrics`` (``sft_``-prefixed for the SFT stage of ``sft_dpo``; DPO's come from
+    preference records). Raises :class:`ProjectError` for an unknown method, unusable records or
+    a base that cannot be loaded.
     """
     if method not in METHODS:
         raise ProjectError(
@@ -520,7 +562,7 @@ def finetune(
     tokens = 0
     seconds = 0.0
     eval_metrics: dict[str, float] = {}
-    trainable = total = 0
+    trainable = total = sft_steps = 0
     with tempfile.TemporaryDirectory(prefix="flywheel-trainer-") as scratch:
         trainer = None
         if method in ("sft", "qlora", "sft_dpo"):
@@ -530,14 +572,17 @@ def finetune(
                 "sft", model, tokenizer, sft_train, sft_eval, lora, train, scratch, callbacks=()
             )
             trainable, total = count_parameters(trainer.model)
-            stage_tokens, stage_seconds, steps = _run_stage(trainer, "sft", history, callbacks, 0)
+            stage_tokens, stage_seconds, sft_steps = _run_stage(
+                trainer, "sft", history, callbacks, 0
+            )
             tokens += stage_tokens
             seconds += stage_seconds
-            if sft_eval is not None and method != "sft_dpo":
-                eval_metrics = _evaluate(trainer)
+            if sft_eval is not None:
+                prefix = "sft_" if method == "sft_dpo" else ""
+                eval_metrics.update({prefix + k: v for k, v in _evaluate(trainer).items()})
             model = trainer.model
         if method in ("dpo", "sft_dpo"):
-            offset = history[-1]["step"] if history else 0
+            offset = sft_steps
             dpo_train = _preference_dataset(prefs, "preference data")
             dpo_eval = (
                 _preference_dataset(eval_prefs, "evaluation preference data")
@@ -560,7 +605,7 @@ def finetune(
             tokens += stage_tokens
             seconds += stage_seconds
             if dpo_eval is not None:
-                eval_metrics = _evaluate(trainer)
+                eval_metrics.update(_evaluate(trainer))
             model = trainer.model
         _save_adapter(model, tokenizer, out_dir)
 
@@ -579,6 +624,6 @@ def finetune(
 
 
 def _evaluate(trainer) -> dict[str, float]:
-    with cpu_threads_for(trainer.model), _quiet_warnings():
+    with _quiet_warnings():
         metrics = trainer.evaluate()
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
