@@ -19,9 +19,9 @@ from tests.variants import SUPPORTED, UNSUPPORTED
 TEMPLATE = ROOT / "template"
 
 LEFTOVER = re.compile(r"(?<!\$)\{\{|\{%|(?<!chat_template)\.jinja\b")
-# Templates meant to survive rendering: the chat template (transformers' Jinja) and Ollama's
-# Modelfile (Go templates), copied as they are.
-VERBATIM_TEMPLATES = ("chat_template.jinja", "Modelfile")
+# Templates meant to survive rendering: the chat template (transformers' Jinja), Ollama's
+# Modelfile (Go templates), and the LLM tests' fixture chat templates, copied as they are.
+VERBATIM_TEMPLATES = ("chat_template.jinja", "Modelfile", "llm_fixtures.py")
 # Prometheus alert templates ({{ $labels.handler }}, {{ $value | humanizePercentage }}) are meant
 # to survive rendering in the monitoring folders; `{{ $` is never Jinja (no name starts with $).
 PROMETHEUS_LEFTOVER = re.compile(r"(?<!\$)\{\{(?! \$)|\{%|\.jinja\b")
