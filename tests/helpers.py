@@ -37,6 +37,13 @@ def render(dst: Path, answers: dict[str, Any], tasks: bool = False) -> Path:
     return dst
 
 
+def package_of(project: Path) -> str:
+    """The package a rendered project holds, as its answers file recorded it."""
+    import yaml
+
+    return yaml.safe_load((project / ".copier-answers.yml").read_text())["package_name"]
+
+
 def dependencies(project: Path) -> list[str]:
     """What a rendered project declares, its dev extra included."""
     meta = tomllib.loads((project / "pyproject.toml").read_text())["project"]

@@ -42,33 +42,11 @@ from tests.llm.modelfile import (
     parse_modelfile,
     render_go_template,
 )
+from tests.variants import SUPPORTED
 
-# The LLM rows of tests/variants.py, and one more whose every name differs from the defaults.
+# The LLM rows of tests/variants.py (one of them renames everything the defaults name).
 VARIANTS: dict[str, dict[str, Any]] = {
-    "llm-tiny-local": {
-        "use_case": "llm",
-        "base_model": "tiny",
-        "serving": "local",
-        "use_kubernetes": False,
-    },
-    "llm-vllm-keda": {"use_case": "llm"},
-    "llm-vllm-gpu-hpa-qlora-ollama": {
-        "use_case": "llm",
-        "finetune_method": "qlora",
-        "llm_autoscaler": "gpu_hpa",
-        "ollama": True,
-        "lora_r": 12,
-    },
-    "llm-vllm-renamed": {
-        "use_case": "llm",
-        "project_name": "Acme Helpdesk",
-        "k8s_namespace": "helpdesk",
-        "image_registry": "registry.example.org/ml-team",
-        "base_model": "mistralai/Mistral-7B-Instruct-v0.3",
-        "finetune_method": "dpo",
-        "lora_r": 100,
-        "ollama": True,
-    },
+    name: answers for name, answers in SUPPORTED.items() if answers.get("use_case") == "llm"
 }
 VLLM = [n for n, a in VARIANTS.items() if a.get("serving", "vllm") == "vllm"]
 KUBERNETES = [n for n in VLLM if VARIANTS[n].get("use_kubernetes", True)]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import ROOT, render
+from tests.helpers import ROOT, package_of, render
 from tests.variants import SUPPORTED, UNSUPPORTED
 
 TEMPLATE = ROOT / "template"
@@ -128,7 +128,7 @@ def _rendered_name(part: str) -> str:
 
 def test_optional_paths_are_exactly_those_the_row_lists(rendered):
     answers, project = rendered
-    package = answers.get("package_name", "fraud_detection")
+    package = package_of(project)
     present = {p for p in optional_paths() if (project / p.format(package=package)).exists()}
     missing, unexpected = answers.files - present, present - answers.files
     assert not missing and not unexpected, (
@@ -154,7 +154,7 @@ def test_every_optional_path_is_switched_on_and_off_by_some_rows():
 def test_names_and_dependencies_follow_the_answers(rendered):
     answers, project = rendered
     meta = tomllib.loads((project / "pyproject.toml").read_text())["project"]
-    package = answers.get("package_name", "fraud_detection")
+    package = package_of(project)
     assert (project / "src" / package / "cli.py").is_file()
     assert meta["requires-python"] == f">={answers.get('python_version', '3.11')}"
     names = {re.split(r"[<>=\[ ;]", dep)[0] for dep in meta["dependencies"]}

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
-from tests.helpers import TELEMETRY_OFF, dependencies, render
+from tests.helpers import TELEMETRY_OFF, dependencies, package_of, render
 from tests.variants import SMOKE, SUPPORTED
 
 pytestmark = pytest.mark.smoke
@@ -129,8 +129,8 @@ def test_serving_option_targets_serve_the_champion(project, monkeypatch, tmp_pat
         assert '"prediction"' in answer and '"model_version": "1"' in answer
     elif serving == "triton":
         assert "predicts the model's class" in _run([*make, "triton"], path)
-        package = answers.get("package_name", "fraud_detection")
+        package = package_of(path)
         model = path / "deploy" / "triton" / "model_repository" / package
         assert (model / "config.pbtxt").is_file() and (model / "1" / "model.onnx").is_file()
     else:
-        pytest.skip("FastAPI is served by `make smoke` above")
+        pytest.skip("served by `make smoke` above")

@@ -125,6 +125,7 @@ LLM = frozenset(
         "tests/test_builtin_chat.py",
     }
 )
+KEDA = frozenset({"deploy/k8s/base/scaledobject.yaml"})
 # vLLM on Kubernetes: its Deployment, image and alerts (the autoscaler file is the row's).
 VLLM = frozenset(
     {
@@ -191,9 +192,6 @@ SUPPORTED: dict[str, Variant] = {
     ),
     "llm-tiny-local": Variant(
         {
-            "project_name": "Support Bot",
-            "package_name": "support_bot",
-            "description": "Answer customer support questions.",
             "use_case": "llm",
             "base_model": "tiny",
             "serving": "local",
@@ -202,7 +200,7 @@ SUPPORTED: dict[str, Variant] = {
     ),
     "llm-vllm-keda": Variant(
         {"use_case": "llm", "ci_provider": "gitlab", "use_dvc": False},
-        LLM | VLLM | {"deploy/k8s/base/scaledobject.yaml", ".gitlab-ci.yml"},
+        LLM | VLLM | KEDA | {".gitlab-ci.yml"},
     ),
     "llm-vllm-gpu-hpa-qlora-ollama": Variant(
         {
@@ -216,6 +214,27 @@ SUPPORTED: dict[str, Variant] = {
         LLM
         | VLLM
         | {"deploy/k8s/base/hpa-gpu.yaml", "deploy/ollama", "dvc.yaml", ".dvcignore", ".github"},
+    ),
+    "llm-vllm-renamed": Variant(
+        {
+            "use_case": "llm",
+            "project_name": "Acme Helpdesk",
+            "k8s_namespace": "helpdesk",
+            "image_registry": "registry.example.org/ml-team",
+            "base_model": "mistralai/Mistral-7B-Instruct-v0.3",
+            "finetune_method": "dpo",
+            "lora_r": 100,
+            "ollama": True,
+        },
+        LLM
+        | VLLM
+        | {
+            "deploy/k8s/base/scaledobject.yaml",
+            "deploy/ollama",
+            "dvc.yaml",
+            ".dvcignore",
+            ".github",
+        },
     ),
     "llm-dpo-local-no-ci": Variant(
         {
