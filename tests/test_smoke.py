@@ -7,6 +7,7 @@ with `pip install --no-deps -e`, so heavy packages are never installed per varia
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -112,7 +113,8 @@ def test_make_demo_runs_the_whole_loop(project):
     if answers != SUPPORTED[SMOKE[0]]:
         pytest.skip("the loop's code is shared: the defaults variant runs the demo")
     output = _run(["make", f"VENV={VENV}", "demo", "REQUESTS=120"], path)
-    assert "production-like 120 0" in output and "shifted 120 0" in output
+    for traffic in ("production-like", "shifted"):  # every request answered, whatever borders
+        assert re.search(rf"{traffic}\W+120\W+0\b", output), output
     assert "no drift" in output and "DRIFT" in output
     assert "drift alert -> retraining" in output and "champion" in output
 
