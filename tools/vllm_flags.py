@@ -56,6 +56,7 @@ import re
 import subprocess
 import sys
 import zipfile
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,18 +70,21 @@ ARGPARSE_UTILS = ("vllm.utils.argparse_utils", "vllm.utils")
 # ------------------------------------------------------------------ reading a release
 
 
-class Source:
-    """The files of one vLLM release, by path inside the repository (vllm/engine/...)."""
+class Source(ABC):
+    """The files of one vLLM release, by path inside the repository (vllm/engine/...): an
+    unpacked tree, a wheel, or a tag of a bare git repository (the subclasses below)."""
 
+    @abstractmethod
     def read(self, path: str) -> str | None:
-        raise NotImplementedError
+        """The file's text, None when the release has no such file."""
 
+    @abstractmethod
     def paths(self) -> list[str]:
         """Every Python file under vllm/."""
-        raise NotImplementedError
 
+    @abstractmethod
     def describe(self) -> str:
-        raise NotImplementedError
+        """Where the release was read from, for the output's header."""
 
 
 class DirSource(Source):
