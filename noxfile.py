@@ -18,6 +18,7 @@ nox.options.sessions = [
     "monitoring",
     "kubeflow",
     "update",
+    "docs",
     "smoke",
     "quickstart",
 ]
@@ -98,6 +99,21 @@ def update(session: nox.Session) -> None:
     """Update tier: `copier update` between two releases keeps the user's edits."""
     session.install(*TEMPLATE_TOOLS)
     session.run("pytest", "tests/test_update.py", *session.posargs, env=TELEMETRY_OFF)
+
+
+# The site's theme, pinned: a new release may warn where this one did not, and the build is strict.
+DOCS_TOOLS = ["mkdocs==1.6.1", "mkdocs-material==9.8.1", "pymdown-extensions==13.1.2"]
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site: options reference current, strict build (links, anchors, nav)."""
+    session.install("pytest>=8", "pyyaml", *DOCS_TOOLS)
+    session.run("pytest", "tests/test_docs.py", *session.posargs)
+    with tempfile.TemporaryDirectory() as site:
+        session.run(
+            "mkdocs", "build", "--strict", "--site-dir", site, env={"NO_MKDOCS_2_WARNING": "1"}
+        )
 
 
 @nox.session
