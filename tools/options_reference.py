@@ -1,15 +1,14 @@
 """Write docs/options.md, the options reference, from copier.yml (its single source).
 
-`python tools/options_reference.py` rewrites the page; `--check` exits 1 when the committed page
-differs from what copier.yml gives (tests/test_docs.py runs the same comparison). What an answer
-switches on is read from the template's file names (`{% if use_dvc %}dvc.yaml{% endif %}`), so
-the page cannot miss a file that a question turns on or off.
+`python tools/options_reference.py` rewrites the page; tests/test_docs.py fails when the committed
+page differs from what copier.yml gives. What an answer switches on is read from the template's
+file names (`{% if use_dvc %}dvc.yaml{% endif %}`) and which templated files read it from their
+Jinja, so the page cannot miss a file that a question turns on or off.
 """
 
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +28,9 @@ Every question `copier copy` asks, in the order it asks them, as `copier.yml` de
 answers non-interactively with `-d name=value` (`--defaults` takes the rest); a wrong answer is
 refused with a message naming it, even for a question its condition hides. Supported and refused
 combinations are listed as data in `tests/variants.py`. Defaults written `{{ ... }}` are computed
-from earlier answers; *Switches* lists the files and folders that exist only when the answer
-allows them (an answer that turns a feature off leaves no file behind).
+from earlier answers. *Switches* lists the files and folders that exist only when the answer
+allows them (an answer that turns a feature off leaves no file behind), *Read by* the templated
+files whose content uses it, *Refused with* the validator's messages.
 """
 
 COMPUTED = """\
@@ -51,10 +51,10 @@ Copier's tasks run `git init`, `dvc init` with a local remote (when DVC is on an
 CONDITION = re.compile(r"\{%\s*if (.+?)\s*%\}(.*?)\{%\s*endif\s*%\}")
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 TAG = re.compile(r"\{%.*?%\}", re.DOTALL)
+EXPRESSION = re.compile(r"\{\{\s*(.*?)\s*\}\}", re.DOTALL)
 JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
 # Past this many files, a value is read nearly everywhere (a name): the page gives the count.
 MAX_READERS = 8
-EXPRESSION = re.compile(r"\{\{\s*(.*?)\s*\}\}", re.DOTALL)
 
 
 def questions(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -138,7 +138,7 @@ def section(
     lines = [f"### `{name}`", "", text if text.endswith((".", "?")) else text + ".", ""]
     when = spec.get("when", True)
     if when is False:
-        facts = [f"Type: `{spec.get('type', 'str')}`", f"Value: {default(spec)}"]
+        facts = [f"Type: `{spec.get('type', 'str')}`", f"Value: {code(spec['default'])}"]
     else:
         facts = [f"Type: `{spec.get('type', 'str')}`", f"Default: {default(spec)}"]
         facts.append("Asked: " + ("always" if when is True else f"when {condition(when)}"))
@@ -204,17 +204,10 @@ def reference(copier_yml: Path = COPIER_YML, template: Path = TEMPLATE) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str]) -> int:
-    page = reference()
-    if "--check" in argv:
-        if PAGE.read_text() != page:
-            print(f"{PAGE.relative_to(ROOT)} is stale: run python tools/options_reference.py")
-            return 1
-        return 0
-    PAGE.write_text(page)
+def main() -> None:
+    PAGE.write_text(reference())
     print(f"wrote {PAGE.relative_to(ROOT)}")
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    main()
