@@ -51,7 +51,7 @@ def zizmor(files: list[Path]) -> list[str]:
         raise AssertionError(result.stderr)
     return [
         f"{finding['ident']}: {finding['desc']} at "
-        f"{location['symbolic']['key']['Local']['given_path']}:"
+        f"{location['symbolic']['key']['Local']['verbatim_path']}:"
         f"{location['concrete']['location']['start_point']['row'] + 1}"
         for finding in json.loads(result.stdout)
         for location in finding["locations"][:1]
