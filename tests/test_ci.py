@@ -88,6 +88,7 @@ GITHUB_LINTERS = {
     "github-schema": schema("vendor.github-workflows"),
 }
 GITLAB_LINTERS = {"gitlab-schema": schema("vendor.gitlab-ci")}
+DEPENDABOT_LINTERS = {"zizmor": zizmor, "dependabot-schema": schema("vendor.dependabot")}
 
 
 # ---------------------------------------------------------------- every CI row, rendered once
@@ -118,12 +119,20 @@ def test_every_ci_row_renders_its_provider_files(projects):
         github = SUPPORTED[name].get("ci_provider", "github") == "github"
         workflows = {p.name for p in project.glob(".github/workflows/*.yml")}
         assert ("ci.yml" in workflows) == github, name
+        assert project.joinpath(".github", "dependabot.yml").exists() == github, name
         assert project.joinpath(".gitlab-ci.yml").exists() == (not github), name
 
 
 @pytest.mark.parametrize("linter", list(GITHUB_LINTERS))
 def test_workflows_have_no_findings(linter, workflows):
     findings = GITHUB_LINTERS[linter](workflows)
+    assert not findings, "\n".join(findings)
+
+
+@pytest.mark.parametrize("linter", list(DEPENDABOT_LINTERS))
+def test_dependabot_config_has_no_findings(linter, projects):
+    config = projects["defaults"] / ".github" / "dependabot.yml"
+    findings = DEPENDABOT_LINTERS[linter]([config])
     assert not findings, "\n".join(findings)
 
 
