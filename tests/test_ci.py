@@ -123,6 +123,22 @@ def test_every_ci_row_renders_its_provider_files(projects):
         assert project.joinpath(".gitlab-ci.yml").exists() == (not github), name
 
 
+USES = re.compile(r"uses: (?P<action>[\w./-]+)@(?P<ref>\S+)(?: # (?P<release>.+))?")
+
+
+def test_each_action_is_pinned_to_one_commit_and_release_everywhere(workflows):
+    """zizmor checks the pin; this checks that the release is named beside it (what Dependabot
+    updates and a reader checks) and that no two workflows pin one action differently."""
+    pins: dict[str, set[str]] = {}
+    for path in workflows:
+        for match in USES.finditer(path.read_text()):
+            assert re.fullmatch(r"[0-9a-f]{40}", match["ref"]), f"{path}: {match[0]}"
+            assert re.fullmatch(r"v\d+\.\d+\.\d+", match["release"] or ""), f"{path}: {match[0]}"
+            pins.setdefault(match["action"], set()).add(match[0])
+    assert pins, "no `uses:` in the workflows"
+    assert all(len(lines) == 1 for lines in pins.values()), pins
+
+
 @pytest.mark.parametrize("linter", list(GITHUB_LINTERS))
 def test_workflows_have_no_findings(linter, workflows):
     findings = GITHUB_LINTERS[linter](workflows)
