@@ -8,6 +8,6 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, r"{{ template_root }}")
-from hooks.copier_bridge import render_with_copier  # noqa: E402
+from hooks.copier_bridge import render_with_copier
 
 render_with_copier(json.loads(r"""{{ cookiecutter | tojson }}"""), Path.cwd())

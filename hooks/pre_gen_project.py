@@ -7,7 +7,7 @@ import json
 import sys
 
 sys.path.insert(0, r"{{ template_root }}")
-from hooks.copier_bridge import copier_answers  # noqa: E402
+from hooks.copier_bridge import copier_answers
 
 try:
     copier_answers(json.loads(r"""{{ cookiecutter | tojson }}"""))
