@@ -99,8 +99,12 @@ def template_source(cookiecutter: dict[str, Any]) -> str:
         return str(ROOT)
     origin = subprocess.run(
         ["git", "-C", str(ROOT), "remote", "get-url", "origin"], capture_output=True, text=True
-    )
-    return origin.stdout.strip() or str(ROOT)
+    ).stdout.strip()
+    if not origin:
+        return str(ROOT)
+    # `git+` tells copier it is a git URL whatever its form (copier guesses only from a few
+    # hosts and a .git suffix).
+    return origin if origin.startswith("git+") else f"git+{origin}"
 
 
 def render_with_copier(cookiecutter: dict[str, Any], project: Path) -> None:

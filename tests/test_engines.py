@@ -178,6 +178,23 @@ def test_team_defaults_file_answers_as_copier_data_file_does(tmp_path, home):
     assert_same_tree(project, tmp_path / "by-copier")
 
 
+def test_cookiecutter_from_a_git_url_records_the_url(tmp_path, config):
+    """Cookiecutter clones a URL (gh:org/flywheel, https://...); copier must record the URL, not
+    cookiecutter's clone, so `copier update` fetches the template's next releases."""
+    from cookiecutter.main import cookiecutter
+
+    url = f"git+file://{ROOT}"
+    project = cookiecutter(
+        url,
+        no_input=True,
+        extra_context={"_skip_tasks": True},
+        output_dir=str(tmp_path),
+        config_file=str(config),
+    )
+    answers = yaml.safe_load((Path(project) / ANSWERS_FILE).read_text())
+    assert answers["_src_path"] == url
+
+
 @pytest.fixture(scope="module")
 def readme_project(tmp_path_factory, home) -> Path:
     """The README's cookiecutter command, verbatim, in a fresh clone; copier's tasks run."""
