@@ -1,14 +1,15 @@
 """Cookiecutter's answers, judged and rendered by copier.yml and template/: one source.
 
-Cookiecutter imports this module as a Jinja extension (cookiecutter.json's `_extensions`), so the
-hooks learn where the template lives (`{{ template_root }}`: cookiecutter gives them the path as
-typed, `.` for instance, while they run in the new project's folder). The hooks import it again
-to turn cookiecutter's answers into copier's: pre_gen_project.py refuses what copier.yml's
-validators refuse, with their messages; post_gen_project.py renders template/ with copier.
+Cookiecutter loads `TemplateRoot` as a Jinja extension (cookiecutter.json's `_extensions`), so the
+hooks learn where the template lives: cookiecutter gives them the path as typed (`.`, say) and
+runs them in the new project's folder. The hooks then import this module from there to turn
+cookiecutter's answers into copier's: pre_gen_project.py refuses what copier.yml's validators
+refuse, with their messages; post_gen_project.py renders template/ with copier.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,6 @@ import yaml
 from jinja2.ext import Extension
 from jinja2.sandbox import SandboxedEnvironment
 
-# Resolved when cookiecutter imports the module, from the folder cookiecutter was started in.
 ROOT = Path(__file__).resolve().parents[1]
 MISSING_COPIER = (
     "Flywheel's files are rendered by copier, which this Python ({python}) cannot import.\n"
@@ -29,11 +29,12 @@ MISSING_COPIER = (
 
 
 class TemplateRoot(Extension):
-    """Jinja global `template_root`: this checkout's absolute path."""
+    """Jinja global `template_root()`: the template's absolute path, where cookiecutter renders
+    its hooks from (cookiecutter.hooks.run_hook_from_repo_dir works in the template's folder)."""
 
     def __init__(self, environment: jinja2.Environment) -> None:
         super().__init__(environment)
-        environment.globals["template_root"] = str(ROOT)
+        environment.globals["template_root"] = os.getcwd
 
 
 def _to_bool(value: Any) -> bool:
