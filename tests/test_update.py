@@ -1,21 +1,36 @@
 """Update tier: a project generated from one release follows the next with `copier update`,
 and nothing the user changed is lost.
 
-The test makes its own two releases in a scratch clone of this repository: v1 is HEAD, v2 adds
-a line to the generated README and a new parameter. The user edits params.yaml (another value)
-and adds a file; after the update both survive next to the template's changes.
+Tests make their own releases in a scratch clone of this repository (the clone they run from
+may carry no tags): tests/releases.py's PREVIOUS is tagged at its commit, and NEXT at a commit
+on top of the working tree's HEAD that changes the template the way a release does (a README
+line, a parameter's default). Projects render with skip_tasks (the tasks' git init and first
+commit are done here, without `uv lock`, which needs the network).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+import sys
 import warnings
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.helpers import ROOT
+from tests.releases import NEXT, PREVIOUS
+from tests.variants import SUPPORTED
+
+# One row a family (tests/variants.py): the default tabular project, the two other servers,
+# an LLM project. The LLM profile is newer than PREVIOUS, so its row starts from HEAD.
+FAMILIES = ["defaults", "bentoml", "triton-xgboost", "llm-tiny-local"]
+NEXT_README_LINE = "Updated by the template's next release."
+TABULAR_README = "template/{% if tabular %}README.md{% endif %}.jinja"
+LLM_README = "template/{% if llm %}README.md{% endif %}.jinja"
+TABULAR_PARAMS = "template/{% if tabular %}params.yaml{% endif %}.jinja"
 
 
 def _git(*args: str, cwd: Path) -> str:
@@ -32,90 +47,139 @@ def _git(*args: str, cwd: Path) -> str:
     return done.stdout
 
 
-def _release_two_versions(template: Path) -> None:
-    _git("clone", "--quiet", str(ROOT), str(template), cwd=ROOT)
-    _git("tag", "v1.0.0", cwd=template)
-    readme = template / "template" / "{% if tabular %}README.md{% endif %}.jinja"
-    readme.write_text(readme.read_text() + "\nUpgraded by the template's v2.\n")
-    params = template / "template" / "{% if tabular %}params.yaml{% endif %}.jinja"
-    params.write_text(params.read_text() + "\nreleased_with: v2\n")
-    _git("commit", "--quiet", "-am", "v2", cwd=template)
-    _git("tag", "v2.0.0", cwd=template)
+def _commit_all(project: Path, message: str) -> None:
+    if not (project / ".git").exists():
+        _git("init", "-q", "-b", "main", cwd=project)
+    _git("add", "-A", cwd=project)
+    _git("commit", "-q", "-m", message, cwd=project)
 
 
-def test_copier_update_brings_template_changes_and_keeps_user_edits(tmp_path):
+def _copy(template: Path, project: Path, ref: str, answers: dict | None = None) -> Path:
     import copier
 
-    template, project = tmp_path / "template", tmp_path / "project"
-    _release_two_versions(template)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         copier.run_copy(
-            str(template), project, defaults=True, unsafe=True, vcs_ref="v1.0.0", quiet=True
+            str(template),
+            project,
+            data=answers or {},
+            defaults=True,
+            unsafe=True,
+            skip_tasks=True,
+            vcs_ref=ref,
+            quiet=True,
         )
-        # The user's own changes, committed as the tasks' first commit was.
-        params = yaml.safe_load((project / "params.yaml").read_text())
-        assert params["evaluate"]["baseline_margin"] != 0.1
-        text = (project / "params.yaml").read_text()
-        (project / "params.yaml").write_text(
-            text.replace("baseline_margin: 0.05", "baseline_margin: 0.1")
-        )
-        (project / "notes.md").write_text("my notes\n")
-        _git("add", "-A", cwd=project)
-        _git("commit", "--quiet", "-m", "my changes", cwd=project)
-
-        copier.run_update(
-            project, defaults=True, unsafe=True, overwrite=True, vcs_ref="v2.0.0", quiet=True
-        )
-
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    assert params["evaluate"]["baseline_margin"] == 0.1, "the user's value was lost"
-    assert params["released_with"] == "v2", "the template's new parameter did not arrive"
-    assert "Upgraded by the template's v2." in (project / "README.md").read_text()
-    assert (project / "notes.md").read_text() == "my notes\n"
-    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
-    assert answers["_commit"] == "v2.0.0"
-    assert "<<<<<<<" not in (project / "params.yaml").read_text()
+    _commit_all(project, "Initial commit from the Flywheel template")
+    return project
 
 
-def test_a_tabular_project_from_before_the_llm_profile_updates_to_its_layout(tmp_path):
-    """The LLM profile moved the tabular files behind `{% if tabular %}` names and split
-    config.py: a project made before that follows with nothing lost and nothing left over."""
+def _update(project: Path, ref: str = NEXT, conflict: str = "inline") -> None:
     import copier
 
-    template, project, fresh = tmp_path / "template", tmp_path / "project", tmp_path / "fresh"
-    _git("clone", "--quiet", str(ROOT), str(template), cwd=ROOT)
-    # The last commit whose template still wrote README.md from template/README.md.jinja.
-    moved = _git("rev-list", "-1", "HEAD", "--", "template/README.md.jinja", cwd=template).strip()
-    _git("tag", "v1.0.0", f"{moved}~1", cwd=template)
-    _git("tag", "v2.0.0", "HEAD", cwd=template)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        copier.run_copy(str(template), project, defaults=True, unsafe=True, vcs_ref="v1.0.0")
-        assert not (project / "src" / "fraud_detection" / "params.py").exists()
-        text = (project / "params.yaml").read_text()
-        (project / "params.yaml").write_text(text.replace("max_iter: 200", "max_iter: 300"))
-        (project / "src" / "fraud_detection" / "features.py").write_text("EXTRA = 1\n")
-        _git("add", "-A", cwd=project)
-        _git("commit", "--quiet", "-m", "my changes", cwd=project)
         copier.run_update(
-            project, defaults=True, unsafe=True, overwrite=True, vcs_ref="v2.0.0", quiet=True
+            project,
+            defaults=True,
+            unsafe=True,
+            overwrite=True,
+            skip_tasks=True,
+            vcs_ref=ref,
+            conflict=conflict,
+            quiet=True,
         )
-        copier.run_copy(
-            str(template), fresh, defaults=True, unsafe=True, vcs_ref="v2.0.0", quiet=True
-        )
 
-    assert "max_iter: 300" in (project / "params.yaml").read_text(), "the user's value was lost"
-    assert (project / "src" / "fraud_detection" / "features.py").read_text() == "EXTRA = 1\n"
 
-    def files(root: Path) -> set[str]:
-        return {
-            p.relative_to(root).as_posix()
-            for p in root.rglob("*")
-            if p.is_file() and ".git" not in p.parts and p.name != ".copier-answers.yml"
-        }
+def _files(root: Path) -> set[str]:
+    return {
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_file() and ".git" not in p.parts
+    }
 
-    # Exactly the new layout (the user's file aside), no conflict leftovers, same code.
-    assert files(project) - {"src/fraud_detection/features.py"} == files(fresh)
-    for name in files(fresh) - {"params.yaml"}:
-        assert (project / name).read_bytes() == (fresh / name).read_bytes(), name
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    """A scratch clone with PREVIOUS tagged, and NEXT: HEAD plus a release's template change."""
+    template = tmp_path_factory.mktemp("releases") / "template"
+    _git("clone", "--quiet", str(ROOT), str(template), cwd=ROOT)
+    tag, commit = PREVIOUS
+    _git("tag", tag, commit, cwd=template)
+    for readme in (TABULAR_README, LLM_README):
+        path = template / readme
+        path.write_text(path.read_text() + f"\n{NEXT_README_LINE}\n")
+    params = template / TABULAR_PARAMS
+    assert "max_iter: 200" in params.read_text()
+    params.write_text(params.read_text().replace("max_iter: 200", "max_iter: 250"))
+    _git("commit", "--quiet", "-am", "The next release's template change", cwd=template)
+    _git("tag", NEXT, cwd=template)
+    return template
+
+
+def _simulate_training(project: Path) -> dict[str, bytes]:
+    """What `make train` leaves behind, by name: the update tier has no ML stack, and a real
+    run takes about a minute per project (the smoke tier trains for real).
+
+    Returns the ignored files (they stay untracked) and their contents; dvc.lock and
+    metrics.json are committed, as `make train` tells the user to.
+    """
+    ignored = {
+        "mlflow.db": b"SQLite format 3\x00",
+        "mlartifacts/1/models/m-1/artifacts/model.pkl": b"model",
+        "data/prepared/train.parquet": b"PAR1",
+        "reports/evaluation.json": b"{}",
+    }
+    for name, content in ignored.items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_bytes(content)
+    assert not _git("status", "--porcelain", "--", *ignored, cwd=project), "not ignored"
+    (project / "dvc.lock").write_text("schema: '2.0'\nstages: {}\n")
+    (project / "metrics.json").write_text('{"roc_auc": 0.9}\n')
+    _commit_all(project, "Train")
+    return ignored
+
+
+def _ruff(project: Path, *args: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "ruff", *args, "."], cwd=project, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_update_keeps_the_users_changes_and_brings_the_releases(template, tmp_path, family):
+    answers = dict(SUPPORTED[family])
+    start = "HEAD" if answers.get("use_case") == "llm" else PREVIOUS[0]
+    project = _copy(template, tmp_path / family, start, answers)
+    package = yaml.safe_load((project / ".copier-answers.yml").read_text())["package_name"]
+
+    # The user's changes: a generated file edited, a module added, a parameter changed.
+    readme = (project / "README.md").read_text().splitlines(keepends=True)
+    (project / "README.md").write_text("".join([readme[0], "\nOur team's notes.\n", *readme[1:]]))
+    module = project / "src" / package / "team_rules.py"
+    module.write_text('"""Rules our team added."""\n\nTHRESHOLD = 0.7\n')
+    params = (project / "params.yaml").read_text()
+    (project / "params.yaml").write_text(params.replace("seed: 42", "seed: 7", 1))
+    _commit_all(project, "Our changes")
+    ignored = _simulate_training(project)
+
+    _update(project)
+
+    assert "Our team's notes." in (project / "README.md").read_text()
+    assert NEXT_README_LINE in (project / "README.md").read_text()
+    assert module.read_text() == '"""Rules our team added."""\n\nTHRESHOLD = 0.7\n'
+    assert (project / "params.yaml").read_text().count("seed: 7") == 1
+    if answers.get("use_case") != "llm":
+        assert "max_iter: 250" in (project / "params.yaml").read_text() or family != "defaults"
+    for name, content in ignored.items():
+        assert (project / name).read_bytes() == content, f"{name} was lost"
+    assert (project / "dvc.lock").exists() and (project / "metrics.json").exists()
+    assert not [name for name in _files(project) if name.endswith(".rej")]
+    for name in _files(project) - set(ignored):
+        text = (project / name).read_text(errors="replace")
+        assert not re.search(r"^<<<<<<< ", text, re.M), f"conflict markers in {name}"
+    recorded = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert recorded["_commit"] == NEXT
+    assert {k: recorded[k] for k in answers} == answers
+    _ruff(project, "check")
+    _ruff(project, "format", "--check")
