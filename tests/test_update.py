@@ -160,6 +160,7 @@ def test_update_keeps_the_users_changes_and_brings_the_releases(template, tmp_pa
     module.write_text('"""Rules our team added."""\n\nTHRESHOLD = 0.7\n')
     params = (project / "params.yaml").read_text()
     (project / "params.yaml").write_text(params.replace("seed: 42", "seed: 7", 1))
+    changed_by_next = "max_iter: 200" in params  # the HistGradientBoosting rows
     _commit_all(project, "Our changes")
     ignored = _simulate_training(project)
 
@@ -169,8 +170,8 @@ def test_update_keeps_the_users_changes_and_brings_the_releases(template, tmp_pa
     assert NEXT_README_LINE in (project / "README.md").read_text()
     assert module.read_text() == '"""Rules our team added."""\n\nTHRESHOLD = 0.7\n'
     assert (project / "params.yaml").read_text().count("seed: 7") == 1
-    if answers.get("use_case") != "llm":
-        assert "max_iter: 250" in (project / "params.yaml").read_text() or family != "defaults"
+    if changed_by_next:
+        assert "max_iter: 250" in (project / "params.yaml").read_text()
     for name, content in ignored.items():
         assert (project / name).read_bytes() == content, f"{name} was lost"
     assert (project / "dvc.lock").exists() and (project / "metrics.json").exists()
@@ -183,3 +184,68 @@ def test_update_keeps_the_users_changes_and_brings_the_releases(template, tmp_pa
     assert {k: recorded[k] for k in answers} == answers
     _ruff(project, "check")
     _ruff(project, "format", "--check")
+
+
+@pytest.mark.parametrize("conflict", ["inline", "rej"])
+def test_a_conflicting_edit_is_reported_the_way_copier_reports_it(template, tmp_path, conflict):
+    """The user and the next release change the same line: inline markers hold both; rej
+    keeps the release's line and puts the user's hunk in params.yaml.rej."""
+    project = _copy(template, tmp_path / "project", PREVIOUS[0])
+    params = (project / "params.yaml").read_text()
+    (project / "params.yaml").write_text(params.replace("max_iter: 200", "max_iter: 300"))
+    (project / "notes.md").write_text("my notes\n")
+    _commit_all(project, "Our changes")
+
+    _update(project, conflict=conflict)
+
+    text = (project / "params.yaml").read_text()
+    if conflict == "inline":
+        ours, theirs = text.index("max_iter: 300"), text.index("max_iter: 250")
+        assert text.index("<<<<<<< ") < ours < text.index("=======") < theirs
+        assert theirs < text.index(">>>>>>> ")
+        assert not (project / "params.yaml.rej").exists()
+    else:
+        assert "<<<<<<<" not in text and "max_iter: 250" in text
+        assert "+    max_iter: 300" in (project / "params.yaml.rej").read_text()
+    assert (project / "notes.md").read_text() == "my notes\n"
+    assert NEXT_README_LINE in (project / "README.md").read_text()
+
+
+def test_the_migration_renames_the_license_answer(template, tmp_path):
+    """0.2.0 renamed license Proprietary to LicenseRef-Proprietary: `_migrations` rewrites the
+    answers file before the update renders, so the project keeps its licence."""
+    import copier
+
+    with pytest.raises(ValueError, match="Invalid choice"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the next release refuses the old value
+        copier.run_copy(
+            str(template),
+            tmp_path / "refused",
+            data={"license": "Proprietary"},
+            defaults=True,
+            vcs_ref=NEXT,
+            quiet=True,
+            skip_tasks=True,
+        )
+    project = _copy(template, tmp_path / "project", PREVIOUS[0], {"license": "Proprietary"})
+    assert 'license = { text = "Proprietary" }' in (project / "pyproject.toml").read_text()
+    text = (project / "pyproject.toml").read_text()
+    (project / "pyproject.toml").write_text(text.replace("description =", "# ours\ndescription ="))
+    _commit_all(project, "Our changes")
+
+    _update(project)
+
+    recorded = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert recorded["license"] == "LicenseRef-Proprietary"
+    assert recorded["_commit"] == NEXT
+    pyproject = (project / "pyproject.toml").read_text()
+    assert 'license = { text = "LicenseRef-Proprietary" }' in pyproject
+    assert "# ours\ndescription =" in pyproject
+
+
+def test_the_changelog_has_a_section_for_every_release():
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    headings = re.findall(r"^## (.+)$", changelog, re.M)
+    assert headings[0] == f"Unreleased ({NEXT.removeprefix('v')})", headings
+    assert any(h.startswith(f"{PREVIOUS[0].removeprefix('v')} - ") for h in headings), headings
+    _git("cat-file", "-e", f"{PREVIOUS[1]}^{{commit}}", cwd=ROOT)  # the commit exists here
