@@ -146,6 +146,94 @@ def _ruff(project: Path, *args: str) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def _release_two_versions(template: Path) -> None:
+    _git("clone", "--quiet", str(ROOT), str(template), cwd=ROOT)
+    _git("tag", "v1.0.0", cwd=template)
+    readme = template / "template" / "{% if tabular %}README.md{% endif %}.jinja"
+    readme.write_text(readme.read_text() + "\nUpgraded by the template's v2.\n")
+    params = template / "template" / "{% if tabular %}params.yaml{% endif %}.jinja"
+    params.write_text(params.read_text() + "\nreleased_with: v2\n")
+    _git("commit", "--quiet", "-am", "v2", cwd=template)
+    _git("tag", "v2.0.0", cwd=template)
+
+
+def test_copier_update_brings_template_changes_and_keeps_user_edits(tmp_path):
+    import copier
+
+    template, project = tmp_path / "template", tmp_path / "project"
+    _release_two_versions(template)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        copier.run_copy(
+            str(template), project, defaults=True, unsafe=True, vcs_ref="v1.0.0", quiet=True
+        )
+        # The user's own changes, committed as the tasks' first commit was.
+        params = yaml.safe_load((project / "params.yaml").read_text())
+        assert params["evaluate"]["baseline_margin"] != 0.1
+        text = (project / "params.yaml").read_text()
+        (project / "params.yaml").write_text(
+            text.replace("baseline_margin: 0.05", "baseline_margin: 0.1")
+        )
+        (project / "notes.md").write_text("my notes\n")
+        _git("add", "-A", cwd=project)
+        _git("commit", "--quiet", "-m", "my changes", cwd=project)
+
+        copier.run_update(
+            project, defaults=True, unsafe=True, overwrite=True, vcs_ref="v2.0.0", quiet=True
+        )
+
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    assert params["evaluate"]["baseline_margin"] == 0.1, "the user's value was lost"
+    assert params["released_with"] == "v2", "the template's new parameter did not arrive"
+    assert "Upgraded by the template's v2." in (project / "README.md").read_text()
+    assert (project / "notes.md").read_text() == "my notes\n"
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert answers["_commit"] == "v2.0.0"
+    assert "<<<<<<<" not in (project / "params.yaml").read_text()
+
+
+def test_a_tabular_project_from_before_the_llm_profile_updates_to_its_layout(tmp_path):
+    """The LLM profile moved the tabular files behind `{% if tabular %}` names and split
+    config.py: a project made before that follows with nothing lost and nothing left over."""
+    import copier
+
+    template, project, fresh = tmp_path / "template", tmp_path / "project", tmp_path / "fresh"
+    _git("clone", "--quiet", str(ROOT), str(template), cwd=ROOT)
+    # PREVIOUS: the last release whose template wrote README.md from template/README.md.jinja.
+    _git("tag", "v1.0.0", PREVIOUS[1], cwd=template)
+    _git("tag", "v2.0.0", "HEAD", cwd=template)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        copier.run_copy(str(template), project, defaults=True, unsafe=True, vcs_ref="v1.0.0")
+        assert not (project / "src" / "fraud_detection" / "params.py").exists()
+        text = (project / "params.yaml").read_text()
+        (project / "params.yaml").write_text(text.replace("max_iter: 200", "max_iter: 300"))
+        (project / "src" / "fraud_detection" / "features.py").write_text("EXTRA = 1\n")
+        _git("add", "-A", cwd=project)
+        _git("commit", "--quiet", "-m", "my changes", cwd=project)
+        copier.run_update(
+            project, defaults=True, unsafe=True, overwrite=True, vcs_ref="v2.0.0", quiet=True
+        )
+        copier.run_copy(
+            str(template), fresh, defaults=True, unsafe=True, vcs_ref="v2.0.0", quiet=True
+        )
+
+    assert "max_iter: 300" in (project / "params.yaml").read_text(), "the user's value was lost"
+    assert (project / "src" / "fraud_detection" / "features.py").read_text() == "EXTRA = 1\n"
+
+    def files(root: Path) -> set[str]:
+        return {
+            p.relative_to(root).as_posix()
+            for p in root.rglob("*")
+            if p.is_file() and ".git" not in p.parts and p.name != ".copier-answers.yml"
+        }
+
+    # Exactly the new layout (the user's file aside), no conflict leftovers, same code.
+    assert files(project) - {"src/fraud_detection/features.py"} == files(fresh)
+    for name in files(fresh) - {"params.yaml"}:
+        assert (project / name).read_bytes() == (fresh / name).read_bytes(), name
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_update_keeps_the_users_changes_and_brings_the_releases(template, tmp_path, family):
     answers = dict(SUPPORTED[family])
@@ -213,7 +301,8 @@ def test_a_conflicting_edit_is_reported_the_way_copier_reports_it(template, tmp_
 
 def test_the_migration_renames_the_license_answer(template, tmp_path):
     """0.2.0 renamed license Proprietary to LicenseRef-Proprietary: `_migrations` rewrites the
-    answers file before the update renders, so the project keeps its licence."""
+    answers file before the update renders, so the project keeps its licence (without it,
+    copier drops the recorded answer, no longer a choice, and writes the default: MIT)."""
     import copier
 
     with pytest.raises(ValueError, match="Invalid choice"), warnings.catch_warnings():
