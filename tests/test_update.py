@@ -5,7 +5,9 @@ Tests make their own releases in a scratch clone of this repository (the clone t
 may carry no tags): tests/releases.py's PREVIOUS is tagged at its commit, and NEXT at a commit
 on top of the working tree's HEAD that changes the template the way a release does (a README
 line, a parameter's default). Projects render with skip_tasks (the tasks' git init and first
-commit are done here, without `uv lock`, which needs the network).
+commit are done here, without `uv lock`, which needs the network). An updated project is
+checked with its own ruff settings here; its test suite needs the ML stack and runs in the smoke
+tier.
 """
 
 from __future__ import annotations
