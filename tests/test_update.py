@@ -27,7 +27,8 @@ from tests.releases import NEXT, PREVIOUS
 from tests.variants import SUPPORTED
 
 # One row a family (tests/variants.py): the default tabular project, the two other servers,
-# an LLM project. The LLM profile is newer than PREVIOUS, so its row starts from HEAD.
+# an LLM project. The LLM profile is newer than PREVIOUS: its row starts from the working tree's
+# commit (HEAD), which NEXT's scratch commit follows.
 FAMILIES = ["defaults", "bentoml", "triton-xgboost", "llm-tiny-local"]
 NEXT_README_LINE = "Updated by the template's next release."
 TABULAR_README = "template/{% if tabular %}README.md{% endif %}.jinja"
@@ -239,11 +240,13 @@ def test_a_tabular_project_from_before_the_llm_profile_updates_to_its_layout(tmp
 @pytest.mark.parametrize("family", FAMILIES)
 def test_update_keeps_the_users_changes_and_brings_the_releases(template, tmp_path, family):
     answers = dict(SUPPORTED[family])
-    start = "HEAD" if answers.get("use_case") == "llm" else PREVIOUS[0]
+    head = _git("rev-parse", "HEAD", cwd=ROOT).strip()
+    start = head if answers.get("use_case") == "llm" else PREVIOUS[0]
     project = _copy(template, tmp_path / family, start, answers)
     package = yaml.safe_load((project / ".copier-answers.yml").read_text())["package_name"]
 
     # The user's changes: a generated file edited, a module added, a parameter changed.
+    assert NEXT_README_LINE not in (project / "README.md").read_text()
     readme = (project / "README.md").read_text().splitlines(keepends=True)
     (project / "README.md").write_text("".join([readme[0], "\nOur team's notes.\n", *readme[1:]]))
     module = project / "src" / package / "team_rules.py"
