@@ -120,17 +120,19 @@ def template(tmp_path_factory) -> Path:
 
 
 def _simulate_training(project: Path) -> dict[str, bytes]:
-    """What `make train` leaves behind, by name: the update tier has no ML stack, and a real
-    run takes about a minute per project (the smoke tier trains for real).
+    """What `make train` leaves behind, simulated by name: the update tier has no ML stack, and
+    a real run takes 40-100 s a project (the smoke tier trains for real). The names are those a
+    real `dvc repro` of the default project wrote (it was updated the same way by hand: the
+    files stayed byte for byte).
 
     Returns the ignored files (they stay untracked) and their contents; dvc.lock and
     metrics.json are committed, as `make train` tells the user to.
     """
     ignored = {
         "mlflow.db": b"SQLite format 3\x00",
-        "mlartifacts/1/models/m-1/artifacts/model.pkl": b"model",
+        "mlartifacts/models/m-1/artifacts/model.skops": b"model",
         "data/prepared/train.parquet": b"PAR1",
-        "reports/evaluation.json": b"{}",
+        "artifacts/train_run.json": b"{}",
     }
     for name, content in ignored.items():
         (project / name).parent.mkdir(parents=True, exist_ok=True)
