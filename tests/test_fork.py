@@ -36,6 +36,11 @@ def test_the_team_file_lands_in_the_generated_files(tmp_path):
     pyproject = (project / "pyproject.toml").read_text()
     assert f'name = "{team["author_name"]}", email = "{team["author_email"]}"' in pyproject
     assert f'license = {{ text = "{team["license"]}" }}' in pyproject
+    # make setup (and the copy task, where dvc is installed) adds the team's remote.
+    repository = (project / "src/fraud_detection/repository.py").read_text()
+    add = f'"remote", "add", "-d", "storage", "{team["dvc_remote"]}"'
+    assert add in repository
+    assert f"DVC pushes to `{team['dvc_remote']}`" in (project / "README.md").read_text()
     # Recorded, so `copier update` keeps them without the file.
     recorded = yaml.safe_load((project / ".copier-answers.yml").read_text())
     assert {key: recorded[key] for key in team} == team
