@@ -46,6 +46,22 @@ def test_the_team_file_lands_in_the_generated_files(tmp_path):
     assert {key: recorded[key] for key in team} == team
 
 
+def test_a_dvc_remote_with_a_space_is_refused(tmp_path):
+    import copier
+    import pytest
+
+    with pytest.raises(ValueError, match="dvc_remote 's3://my bucket' must be a folder or a URL"):
+        copier.run_copy(
+            str(ROOT),
+            tmp_path / "p",
+            data={"dvc_remote": "s3://my bucket"},
+            defaults=True,
+            vcs_ref="HEAD",
+            quiet=True,
+            skip_tasks=True,
+        )
+
+
 def test_a_fork_keeps_its_changes_and_pulls_upstream_without_conflicts(tmp_path):
     import copier
 
