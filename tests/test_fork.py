@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from tests.helpers import ROOT
@@ -48,7 +49,6 @@ def test_the_team_file_lands_in_the_generated_files(tmp_path):
 
 def test_a_dvc_remote_with_a_space_is_refused(tmp_path):
     import copier
-    import pytest
 
     with pytest.raises(ValueError, match="dvc_remote 's3://my bucket' must be a folder or a URL"):
         copier.run_copy(
