@@ -2,8 +2,8 @@
 and nothing the user changed is lost.
 
 Tests make their own releases in a scratch clone of this repository (the clone they run from
-may carry no tags): tests/releases.py's PREVIOUS is tagged at its commit, and NEXT at a commit
-on top of the working tree's HEAD that changes the template the way a release does (a README
+may carry no tags): tests/releases.py's RELEASES are tagged at their commits, and NEXT at a
+commit on top of the working tree's HEAD that changes the template the way a release does (a README
 line, a parameter's default). Projects render with skip_tasks (the tasks' git init and first
 commit are done here, without `uv lock`, which needs the network). An updated project is
 checked with its own ruff settings here; its test suite needs the ML stack and runs in the smoke
@@ -21,13 +21,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from packaging.version import Version
 
 from tests.helpers import ROOT
-from tests.releases import NEXT, PREVIOUS
+from tests.releases import NEXT, PREVIOUS, PROFILE_SINCE, RELEASES
 from tests.variants import SUPPORTED
 
 # One row a family (tests/variants.py): the default tabular project, the two other servers,
-# an LLM project. The LLM profile is newer than PREVIOUS: its row starts from the working tree's
+# an LLM project. A row whose profile is newer than PREVIOUS starts from the working tree's
 # commit (HEAD), which NEXT's scratch commit follows.
 FAMILIES = ["defaults", "bentoml", "triton-xgboost", "llm-tiny-local"]
 NEXT_README_LINE = "Updated by the template's next release."
@@ -103,11 +104,11 @@ def _files(root: Path) -> set[str]:
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> Path:
-    """A scratch clone with PREVIOUS tagged, and NEXT: HEAD plus a release's template change."""
+    """A scratch clone with the releases tagged, and NEXT: HEAD plus a template change."""
     template = tmp_path_factory.mktemp("releases") / "template"
     _git("clone", "--quiet", str(ROOT), str(template), cwd=ROOT)
-    tag, commit = PREVIOUS
-    _git("tag", tag, commit, cwd=template)
+    for tag, commit in RELEASES.items():
+        _git("tag", tag, commit, cwd=template)
     for readme in (TABULAR_README, LLM_README):
         path = template / readme
         path.write_text(path.read_text() + f"\n{NEXT_README_LINE}\n")
@@ -204,8 +205,8 @@ def test_a_tabular_project_from_before_the_llm_profile_updates_to_its_layout(tmp
 
     template, project, fresh = tmp_path / "template", tmp_path / "project", tmp_path / "fresh"
     _git("clone", "--quiet", str(ROOT), str(template), cwd=ROOT)
-    # PREVIOUS: the last release whose template wrote README.md from template/README.md.jinja.
-    _git("tag", "v1.0.0", PREVIOUS[1], cwd=template)
+    # 0.1.0: the last release whose template wrote README.md from template/README.md.jinja.
+    _git("tag", "v1.0.0", RELEASES["v0.1.0"], cwd=template)
     _git("tag", "v2.0.0", "HEAD", cwd=template)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -242,8 +243,9 @@ def test_a_tabular_project_from_before_the_llm_profile_updates_to_its_layout(tmp
 @pytest.mark.parametrize("family", FAMILIES)
 def test_update_keeps_the_users_changes_and_brings_the_releases(template, tmp_path, family):
     answers = dict(SUPPORTED[family])
-    head = _git("rev-parse", "HEAD", cwd=ROOT).strip()
-    start = head if answers.get("use_case") == "llm" else PREVIOUS[0]
+    since = PROFILE_SINCE[answers.get("use_case", "tabular")]
+    released = Version(since) <= Version(PREVIOUS)
+    start = PREVIOUS if released else _git("rev-parse", "HEAD", cwd=ROOT).strip()
     project = _copy(template, tmp_path / family, start, answers)
     package = yaml.safe_load((project / ".copier-answers.yml").read_text())["package_name"]
 
@@ -285,7 +287,7 @@ def test_update_keeps_the_users_changes_and_brings_the_releases(template, tmp_pa
 def test_a_conflicting_edit_is_reported_the_way_copier_reports_it(template, tmp_path, conflict):
     """The user and the next release change the same line: inline markers hold both; rej
     keeps the release's line and puts the user's hunk in params.yaml.rej."""
-    project = _copy(template, tmp_path / "project", PREVIOUS[0])
+    project = _copy(template, tmp_path / "project", PREVIOUS)
     params = (project / "params.yaml").read_text()
     (project / "params.yaml").write_text(params.replace("max_iter: 200", "max_iter: 300"))
     (project / "notes.md").write_text("my notes\n")
@@ -323,7 +325,8 @@ def test_the_migration_renames_the_license_answer(template, tmp_path):
             quiet=True,
             skip_tasks=True,
         )
-    project = _copy(template, tmp_path / "project", PREVIOUS[0], {"license": "Proprietary"})
+    # The release before the rename; the update crosses v0.2.0 to NEXT.
+    project = _copy(template, tmp_path / "project", "v0.1.0", {"license": "Proprietary"})
     assert 'license = { text = "Proprietary" }' in (project / "pyproject.toml").read_text()
     text = (project / "pyproject.toml").read_text()
     (project / "pyproject.toml").write_text(text.replace("description =", "# ours\ndescription ="))
@@ -343,5 +346,6 @@ def test_the_changelog_has_a_section_for_every_release():
     changelog = (ROOT / "CHANGELOG.md").read_text()
     headings = re.findall(r"^## (.+)$", changelog, re.M)
     assert headings[0] == f"Unreleased ({NEXT.removeprefix('v')})", headings
-    assert any(h.startswith(f"{PREVIOUS[0].removeprefix('v')} - ") for h in headings), headings
-    _git("cat-file", "-e", f"{PREVIOUS[1]}^{{commit}}", cwd=ROOT)  # the commit exists here
+    for tag, commit in RELEASES.items():
+        assert any(h.startswith(f"{tag.removeprefix('v')} - ") for h in headings), (tag, headings)
+        _git("cat-file", "-e", f"{commit}^{{commit}}", cwd=ROOT)  # the commit is in this history
