@@ -3,11 +3,11 @@ and nothing the user changed is lost.
 
 Tests make their own releases in a scratch clone of this repository (the clone they run from
 may carry no tags): tests/releases.py's RELEASES are tagged at their commits, and NEXT at a
-commit on top of the working tree's HEAD that changes the template the way a release does (a README
+commit on top of the working tree's HEAD that changes the template as a release does (a README
 line, a parameter's default). Projects render with skip_tasks (the tasks' git init and first
 commit are done here, without `uv lock`, which needs the network). An updated project is
-checked with its own ruff settings here; its test suite needs the ML stack and runs in the smoke
-tier.
+checked with its own ruff settings here; its test suite needs the ML stack and runs in the
+smoke tier.
 """
 
 from __future__ import annotations
