@@ -129,9 +129,11 @@ def ci(session: nox.Session) -> None:
 
 @nox.session
 def update(session: nox.Session) -> None:
-    """Update tier: `copier update` between two releases keeps the user's edits."""
+    """Update tier: `copier update` between releases keeps the user's edits; team files, forks."""
     session.install(*TEMPLATE_TOOLS)
-    session.run("pytest", "tests/test_update.py", *session.posargs, env=TELEMETRY_OFF)
+    session.run(
+        "pytest", "tests/test_update.py", "tests/test_fork.py", *session.posargs, env=TELEMETRY_OFF
+    )
 
 
 # The site's theme, pinned: a new release may warn where this one did not, and the build is strict.
