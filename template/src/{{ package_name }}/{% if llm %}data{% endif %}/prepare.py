@@ -13,7 +13,7 @@ from ..config import Settings
 from ..console import console
 from ..errors import ProjectError
 from . import builtin_chat
-from .conversations import load_jsonl
+from .conversations import DataFileError, load_jsonl
 from .quality import render_table, run_quality, tokenizer_counter, write_report
 
 FILES = {"train": "train.jsonl", "test": "test.jsonl", "preferences": "preferences.jsonl"}
@@ -38,7 +38,8 @@ def prepare(settings: Settings) -> Prepared:
     from ..training.base import load_tokenizer
 
     kind = kind_of(settings.model.method)
-    records, source = _load(settings, kind, settings.data_path)
+    invalid: list[tuple[int, str]] = []
+    records, source = _load(settings, kind, settings.data_path, invalid)
     counter = tokenizer_counter(load_tokenizer(settings))
     quality = settings.quality
     result = run_quality(
@@ -51,6 +52,16 @@ def prepare(settings: Settings) -> Prepared:
         seed=settings.data.seed,
     )
     result.report["source"] = source
+    if invalid:  # data.drop_invalid: what the schema refused, beside what quality dropped
+        result.report["invalid"] = {
+            "count": len(invalid),
+            "samples": [{"line": line, "problems": text} for line, text in invalid[:5]],
+        }
+        line, text = invalid[0]
+        console.print(
+            f"[yellow]Dropped {len(invalid):,} invalid record(s)[/] of {source} "
+            f"(data.drop_invalid); the first, line {line}: {text}"
+        )
     write_report(result.report, settings.quality_report)
     console.print(render_table(result.report))
     kept = result.kept
@@ -86,9 +97,20 @@ def load_prepared(settings: Settings) -> Prepared:
     return Prepared(**parts, dataset=json.loads((folder / "dataset.json").read_text()))
 
 
-def _load(settings: Settings, kind: str, path: Path | None) -> tuple[list[dict[str, Any]], str]:
+def _load(
+    settings: Settings, kind: str, path: Path | None, invalid: list[tuple[int, str]]
+) -> tuple[list[dict[str, Any]], str]:
     if path is not None:
-        return load_jsonl(path, kind), str(path)
+        skipped = invalid if settings.data.drop_invalid else None
+        try:
+            return load_jsonl(path, kind, skipped=skipped), str(path)
+        except DataFileError as exc:
+            if not any(line for line, _ in exc.problems):
+                raise
+            raise ProjectError(
+                f"{exc}\nOr set data.drop_invalid: true to train on the valid records only "
+                f"(the dropped ones are counted in {settings.quality_report.name})."
+            ) from None
     rows, seed = settings.data.builtin_rows, settings.data.seed
     if kind == "dpo":
         return builtin_chat.preference_records(rows, seed), f"builtin:preferences?rows={rows}"
