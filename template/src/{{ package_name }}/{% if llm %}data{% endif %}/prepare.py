@@ -14,7 +14,7 @@ from ..console import console
 from ..errors import ProjectError
 from . import builtin_chat
 from .conversations import DataFileError, load_jsonl
-from .quality import render_table, run_quality, tokenizer_counter, write_report
+from .quality import record_tokens, render_table, run_quality, tokenizer_counter, write_report
 
 FILES = {"train": "train.jsonl", "test": "test.jsonl", "preferences": "preferences.jsonl"}
 
@@ -62,6 +62,7 @@ def prepare(settings: Settings) -> Prepared:
             f"[yellow]Dropped {len(invalid):,} invalid record(s)[/] of {source} "
             f"(data.drop_invalid); the first, line {line}: {text}"
         )
+    _warn_truncation(settings, result, kind, counter)
     write_report(result.report, settings.quality_report)
     console.print(render_table(result.report))
     kept = result.kept
@@ -115,6 +116,21 @@ def _load(
     if kind == "dpo":
         return builtin_chat.preference_records(rows, seed), f"builtin:preferences?rows={rows}"
     return builtin_chat.sft_records(rows, seed), f"builtin:support-chats?rows={rows}&seed={seed}"
+
+
+def _warn_truncation(settings: Settings, result: Any, kind: str, counter: Any) -> None:
+    """Records longer than train.max_length lose their end (the answer) in training: say so."""
+    limit = settings.train.max_length
+    if settings.quality.max_tokens <= limit:
+        return
+    longer = sum(record_tokens(record, kind, counter) > limit for record in result.kept)
+    result.report["longer_than_train_max_length"] = longer
+    if longer:
+        console.print(
+            f"[yellow]Warning:[/] {longer:,} kept record(s) exceed train.max_length ({limit} "
+            f"tokens) and will be cut short in training: raise train.max_length, or lower "
+            f"quality.max_tokens ({settings.quality.max_tokens}) to drop them instead."
+        )
 
 
 def _preferences(settings: Settings) -> list[dict[str, Any]]:
