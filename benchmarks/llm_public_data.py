@@ -120,14 +120,16 @@ def table(rows_in: int, result: dict[str, Any]) -> None:
     invalid = quality.get("invalid", {"count": 0, "samples": []})
     out.add_row("conversations in (YAML -> JSONL)", f"{rows_in:,}")
     out.add_row("- schema (data.drop_invalid)", f"{invalid['count']:,}")
-    for sample in invalid["samples"][:2]:
-        out.add_row(f"  e.g. line {sample['line']}", sample["problems"][:80])
+    for problem in sorted({sample["problems"].split(";")[0] for sample in invalid["samples"]}):
+        out.add_row("  e.g.", problem)
     out.add_row("- exact duplicates", f"{dropped['exact_duplicate']:,}")
     out.add_row("- near duplicates", f"{dropped['near_duplicate']:,}")
     out.add_row("- too short / too long", f"{dropped['too_short']:,} / {dropped['too_long']:,}")
     out.add_row("kept: train / test", f"{result['train_rows']:,} / {result['test_rows']:,}")
+    cut = quality.get("longer_than_train_max_length", 0)
+    out.add_row("- kept but cut short by train.max_length", f"{cut:,}")
     out.add_row("train tokens (tiny tokenizer)", f"{result['tokens']:,}")
-    timing = f"{result['prepare_s']:.0f} / {result['train_s']:.0f} / {result['evaluate_s']:.0f}"
+    timing = f"{result['prepare_s']:.1f} / {result['train_s']:.1f} / {result['evaluate_s']:.1f}"
     out.add_row("prepare / train / evaluate (s)", timing)
     out.add_row(f"train loss, step {first_step} -> {last_step}", f"{first:.3f} -> {last:.3f}")
     out.add_row("held-out loss, base -> adapter", f"{base['loss']:.3f} -> {adapter['loss']:.3f}")
@@ -141,7 +143,7 @@ def table(rows_in: int, result: dict[str, Any]) -> None:
     )
     gate = report["gate"]
     out.add_row("quality gate", "passed" if gate["passed"] else "; ".join(gate["failures"]))
-    Console().print(out)
+    Console(width=110).print(out)
 
 
 def main() -> None:
