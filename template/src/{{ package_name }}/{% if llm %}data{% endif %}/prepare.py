@@ -14,7 +14,15 @@ from ..console import console
 from ..errors import ProjectError
 from . import builtin_chat
 from .conversations import DataFileError, load_jsonl
-from .quality import record_tokens, render_table, run_quality, tokenizer_counter, write_report
+from .quality import (
+    QualityResult,
+    TokenCounter,
+    record_tokens,
+    render_table,
+    run_quality,
+    tokenizer_counter,
+    write_report,
+)
 
 FILES = {"train": "train.jsonl", "test": "test.jsonl", "preferences": "preferences.jsonl"}
 
@@ -38,8 +46,7 @@ def prepare(settings: Settings) -> Prepared:
     from ..training.base import load_tokenizer
 
     kind = kind_of(settings.model.method)
-    invalid: list[tuple[int, str]] = []
-    records, source = _load(settings, kind, settings.data_path, invalid)
+    records, source, invalid = _load(settings, kind, settings.data_path)
     counter = tokenizer_counter(load_tokenizer(settings))
     quality = settings.quality
     result = run_quality(
@@ -57,10 +64,9 @@ def prepare(settings: Settings) -> Prepared:
             "count": len(invalid),
             "samples": [{"line": line, "problems": text} for line, text in invalid[:5]],
         }
-        line, text = invalid[0]
         console.print(
             f"[yellow]Dropped {len(invalid):,} invalid record(s)[/] of {source} "
-            f"(data.drop_invalid); the first, line {line}: {text}"
+            f"(data.drop_invalid); the first, line {invalid[0][0]}: {invalid[0][1]}"
         )
     _warn_truncation(settings, result, kind, counter)
     write_report(result.report, settings.quality_report)
@@ -99,26 +105,32 @@ def load_prepared(settings: Settings) -> Prepared:
 
 
 def _load(
-    settings: Settings, kind: str, path: Path | None, invalid: list[tuple[int, str]]
-) -> tuple[list[dict[str, Any]], str]:
+    settings: Settings, kind: str, path: Path | None
+) -> tuple[list[dict[str, Any]], str, list[tuple[int, str]]]:
+    """The records, where they came from, and the (line, problems) data.drop_invalid left out."""
+    invalid: list[tuple[int, str]] = []
     if path is not None:
         skipped = invalid if settings.data.drop_invalid else None
         try:
-            return load_jsonl(path, kind, skipped=skipped), str(path)
+            return load_jsonl(path, kind, skipped=skipped), str(path), invalid
         except DataFileError as exc:
-            if not any(line for line, _ in exc.problems):
-                raise
+            if skipped is not None or not any(line for line, _ in exc.problems):
+                raise  # not bad records: an encoding or an empty file
             raise ProjectError(
                 f"{exc}\nOr set data.drop_invalid: true to train on the valid records only "
                 f"(the dropped ones are counted in {settings.quality_report.name})."
             ) from None
     rows, seed = settings.data.builtin_rows, settings.data.seed
     if kind == "dpo":
-        return builtin_chat.preference_records(rows, seed), f"builtin:preferences?rows={rows}"
-    return builtin_chat.sft_records(rows, seed), f"builtin:support-chats?rows={rows}&seed={seed}"
+        records = builtin_chat.preference_records(rows, seed)
+        return records, f"builtin:preferences?rows={rows}", invalid
+    records = builtin_chat.sft_records(rows, seed)
+    return records, f"builtin:support-chats?rows={rows}&seed={seed}", invalid
 
 
-def _warn_truncation(settings: Settings, result: Any, kind: str, counter: Any) -> None:
+def _warn_truncation(
+    settings: Settings, result: QualityResult, kind: str, counter: TokenCounter
+) -> None:
     """Records longer than train.max_length lose their end (the answer) in training: say so."""
     limit = settings.train.max_length
     if settings.quality.max_tokens <= limit:
