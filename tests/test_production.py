@@ -204,6 +204,7 @@ def test_kubeflow_components_get_the_production_settings(
         monkeypatch.setenv(key, value)
     monkeypatch.setenv(f"{team.package.upper()}_ROOT", str(team.path))
     monkeypatch.setattr(kfp, "Client", Cluster)
+    monkeypatch.syspath_prepend(str(team.path / "src"))  # installed after this process started
     config = importlib.import_module(f"{team.package}.config")
     kubeflow = importlib.import_module(f"{team.package}.pipelines.kubeflow")
     kubeflow.submit(config.load_settings(), "http://kubeflow.invalid", "production test")
