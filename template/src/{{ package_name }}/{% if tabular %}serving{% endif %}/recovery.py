@@ -14,7 +14,8 @@ from typing import Any
 
 import anyio
 from anyio import to_thread
-from starlette.types import ASGIApp, Receive, Scope, Send
+from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 from ..console import console
 
@@ -23,13 +24,16 @@ RETRY_SECONDS = 5.0
 
 
 class Recovering:
-    """ASGI app: `waiting` until `load` returns a model, then the app `build(model)` returns."""
+    """ASGI app: `waiting` until `load` returns a model, then the app `build(model)` returns.
+
+    Their lifespans (batchers, the shadow's client) run inside this one's.
+    """
 
     def __init__(
         self,
-        waiting: ASGIApp,
+        waiting: FastAPI,
         load: Callable[[], Any | None],
-        build: Callable[[Any], Any],
+        build: Callable[[Any], FastAPI],
     ) -> None:
         self.app, self._load, self._build = waiting, load, build
 
@@ -43,6 +47,8 @@ class Recovering:
         """The ASGI lifespan protocol: retry while the server runs, stop the loaded app after."""
         async with AsyncExitStack() as stack, anyio.create_task_group() as tasks:
             await receive()  # lifespan.startup
+            waiting = self.app
+            await stack.enter_async_context(waiting.router.lifespan_context(waiting))
             tasks.start_soon(self._retry, stack)
             await send({"type": "lifespan.startup.complete"})
             await receive()  # lifespan.shutdown
