@@ -15,6 +15,7 @@ import sys
 import time
 import tomllib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,6 +84,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
             tracking.stop()
 
 
+@contextmanager
 def _project(stack: Stack, root: Path, name: str) -> Iterator[Project]:
     """A rendered project installed into this environment, with the production settings."""
     env = {**os.environ, **TELEMETRY_OFF, **servers.S3_ENV}
@@ -113,7 +115,8 @@ def _project(stack: Stack, root: Path, name: str) -> Iterator[Project]:
 @pytest.fixture(scope="session")
 def team(stack: Stack, tmp_path_factory) -> Iterator[Project]:
     """The default project (Fraud Detection), trained once with `make train`."""
-    yield from _project(stack, tmp_path_factory.mktemp("team-a"), "Fraud Detection")
+    with _project(stack, tmp_path_factory.mktemp("team-a"), "Fraud Detection") as project:
+        yield project
 
 
 @pytest.fixture(scope="session")
@@ -122,16 +125,17 @@ def trained(team: Project) -> str:
     return team.make("train")
 
 
-def _git(project: Project, *args: str, cwd: Path | None = None) -> str:
+def _git(project: Project, *args: str) -> str:
     identity = ["-c", "user.name=Flywheel tests", "-c", "user.email=tests@example.com"]
-    return project.run("git", *identity, *args, cwd=cwd)
+    return project.run("git", *identity, *args)
 
 
 def test_make_train_registers_a_champion_on_the_tracking_server(stack, team, trained):
     assert "as champion: first champion" in trained
     assert team.champion(stack) == "1"
     # The model's files went through the server into the bucket, not into the project.
-    assert any(key.endswith("MLmodel") for key in servers.objects(stack.s3, "mlflow-artifacts"))
+    stored = servers.objects(stack.s3, servers.ARTIFACTS_BUCKET)
+    assert any(key.endswith("MLmodel") for key in stored)
     assert not (team.path / "mlartifacts").exists() and not (team.path / "mlflow.db").exists()
     models = team.make("models")
     assert f"{team.package} in {stack.tracking.url}" in models and "champion" in models
@@ -221,7 +225,7 @@ def test_two_teams_on_one_tracking_server_keep_to_their_own_models(
     stack, team, trained, tmp_path_factory
 ):
     before = team.champion(stack)
-    for other in _project(stack, tmp_path_factory.mktemp("team-b"), "Churn Guard"):
+    with _project(stack, tmp_path_factory.mktemp("team-b"), "Churn Guard") as other:
         assert "as champion: first champion" in other.make("train")
         assert other.champion(stack) == "1"
         theirs = other.make("models")
