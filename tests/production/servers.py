@@ -80,14 +80,21 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def _postgres_bin(name: str) -> str:
-    """initdb and pg_ctl on PATH, or where Debian's postgresql package puts them."""
-    found = shutil.which(name) or next(
-        iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None
-    )
-    if found is None:
-        raise RuntimeError(f"{name} not found: install PostgreSQL (apt-get install postgresql).")
-    return found
+def _postgres_bin() -> Path:
+    """The folder of initdb, pg_ctl and createdb: initdb's on PATH (links resolved), else where
+    Debian's postgresql package puts them."""
+    on_path = shutil.which("initdb")
+    found = [Path(on_path).resolve()] if on_path else []
+    found += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)]
+    if not found:
+        raise RuntimeError("initdb not found: install PostgreSQL (apt-get install postgresql).")
+    return found[0].parent
+
+
+def _run(command: list, cwd: Path) -> None:
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{command[0]} exited with {done.returncode}: {done.stderr[-2000:]}")
 
 
 @contextmanager
@@ -104,18 +111,18 @@ def postgres(database: str = "mlflow") -> Iterator[str]:
         os.chown(root, nobody.pw_uid, nobody.pw_gid)
         as_user = ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}"]
         as_user += ["--clear-groups", "--"]
-    data, port = root / "data", free_port()
-    run = {"check": True, "capture_output": True, "cwd": root}
-    subprocess.run([*as_user, _postgres_bin("initdb"), "-D", data, "-U", "mlflow"], **run)
+    data, port, bin_dir = root / "data", free_port(), _postgres_bin()
+    # In the cluster's folder: `nobody` may not enter the test's working directory.
+    _run([*as_user, bin_dir / "initdb", "-D", data, "-U", "mlflow"], root)
     options = f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root}"
-    pg_ctl = [*as_user, _postgres_bin("pg_ctl"), "-D", str(data), "-l", str(root / "log")]
+    pg_ctl = [*as_user, bin_dir / "pg_ctl", "-D", data, "-l", root / "log"]
     try:
-        subprocess.run([*pg_ctl, "-o", options, "-w", "start"], **run)
+        _run([*pg_ctl, "-o", options, "-w", "start"], root)
         address = ["-h", "127.0.0.1", "-p", str(port), "-U", "mlflow"]
-        subprocess.run([_postgres_bin("createdb"), *address, database], **run)
+        _run([bin_dir / "createdb", *address, database], root)
         yield f"postgresql://mlflow@127.0.0.1:{port}/{database}"
     finally:
-        subprocess.run([*pg_ctl, "-m", "fast", "stop"], capture_output=True, cwd=root)
+        subprocess.run([*pg_ctl, "-m", "fast", "stop"], cwd=root, capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
 
 
