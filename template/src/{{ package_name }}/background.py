@@ -29,12 +29,14 @@ def background_server(
     timeout: float,
     env: dict[str, str],
     cwd: Path | None = None,
+    port: int | None = None,
 ) -> Iterator[httpx.Client]:
-    """Run `command --host 127.0.0.1 --port <free>` until `ready_path` answers 200; stop on exit.
+    """Run `command --host 127.0.0.1 --port <port or a free one>` until `ready_path` answers 200;
+    stop on exit.
 
     The server gets its own process group so that its workers stop with it.
     """
-    port = free_port()
+    port = port or free_port()
     process = subprocess.Popen(
         [*command, "--host", "127.0.0.1", "--port", str(port)],
         cwd=cwd,

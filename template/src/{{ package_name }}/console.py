@@ -27,14 +27,22 @@ def step(message: str) -> Iterator[None]:
 
 
 def friendly(command: Callable[..., Any]) -> Callable[..., Any]:
-    """A CLI command that prints a ProjectError as one red line and exits 2."""
+    """A CLI command that prints a ProjectError, or a tracking server that did not answer, as
+    one red line and exits 2."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
         except ProjectError as exc:
-            console.print(f"[red]Error:[/] {exc}")
-            raise typer.Exit(2) from None
+            problem = str(exc)
+        except Exception as exc:
+            from .tracking import unreachable
+
+            problem = unreachable(exc)
+            if problem is None:
+                raise
+        console.print(f"[red]Error:[/] {problem}")
+        raise typer.Exit(2) from None
 
     return wrapper
