@@ -198,6 +198,11 @@ class LoadedModel:
             )
         return list(ids)
 
+    def count_tokens(self, text: str) -> int:
+        """Tokens of `text` without special tokens (the request log's statistics)."""
+        with self._encode_lock:
+            return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
     def generate(self, job: _Job) -> Finished:
         """Generate for one job on the calling thread, emitting text deltas through job.emit."""
         import torch
