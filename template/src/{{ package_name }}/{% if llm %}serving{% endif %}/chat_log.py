@@ -40,18 +40,18 @@ class ChatLog:
 
     def record(
         self,
-        model: LoadedModel,
+        loaded: LoadedModel,
         messages: Sequence[dict[str, Any]],
         completion: str,
         finished: Finished,
         **fields: Any,
     ) -> None:
         """Queue the chat's line (fields: model, arm, latency_s...); returns at once."""
-        self._writer.submit(self._write, model, messages, completion, finished, fields)
+        self._writer.submit(self._write, loaded, messages, completion, finished, fields)
 
     def _write(
         self,
-        model: LoadedModel,
+        loaded: LoadedModel,
         messages: Sequence[dict[str, Any]],
         completion: str,
         finished: Finished,
@@ -59,7 +59,7 @@ class ChatLog:
     ) -> None:
         prompt = prompt_text(messages)
         try:
-            stats = describe(prompt, completion, model.count_tokens, self._markers)
+            stats = describe(prompt, completion, loaded.count_tokens, self._markers)
         except Exception:  # a tokenizer failure costs the line, never the server
             log.exception("request log: statistics of a chat failed")
             self._lost.inc()

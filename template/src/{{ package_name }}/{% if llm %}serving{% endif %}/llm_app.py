@@ -566,20 +566,16 @@ def create_app(config: ServerConfig) -> FastAPI:
 
         def done(text: str, finished: Finished) -> None:
             """The answer is out: log it, and hand a champion's chat to the shadow."""
-            latency = round(time.perf_counter() - received, 4)
-            if chat_log:
-                chat_log.record(
-                    engine.model,
-                    messages,
-                    text,
-                    finished,
-                    model=chat.model,
-                    arm=arm,
-                    latency_s=latency,
-                )
-            if rollout and rollout.shadow and arm == "champion":
-                line = {"model": chat.model, "messages": messages, "champion": text}
-                rollout.mirror(lambda: shadow_answer(chat, params), line)
+            try:
+                if chat_log:
+                    latency = round(time.perf_counter() - received, 4)
+                    fields = {"model": chat.model, "arm": arm, "latency_s": latency}
+                    chat_log.record(engine.model, messages, text, finished, **fields)
+                if rollout and rollout.shadow and arm == "champion":
+                    line = {"model": chat.model, "messages": messages, "champion": text}
+                    rollout.mirror(lambda: shadow_answer(chat, params), line)
+            except Exception:  # the answer is made: what follows it must not fail it
+                log.exception("logging or mirroring a chat failed")
 
         messages = [{"role": m.role, "content": m.content} for m in chat.messages]
         # An answer names the adapter that made it, as vLLM's do.
