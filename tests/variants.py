@@ -113,8 +113,10 @@ LLM = frozenset(
         "src/{package}/data",
         "src/{package}/training",
         "src/{package}/serving",
+        "src/{package}/monitoring",
         "tests/conftest.py",
         "tests/llm_fixtures.py",
+        "tests/test_text_drift.py",
         "tests/test_conversations.py",
         "tests/test_quality.py",
         "tests/test_server.py",
@@ -126,6 +128,10 @@ LLM = frozenset(
     }
 )
 KEDA = frozenset({"deploy/k8s/base/scaledobject.yaml"})
+# Champion and challenger adapters in the LLM server (canary/shadow) and the promote command.
+LLM_ROLLOUT = frozenset(
+    {"src/{package}/promotion.py", "src/{package}/serving/arms.py", "tests/test_arms.py"}
+)
 # vLLM on Kubernetes: its Deployment, image and alerts (the autoscaler file is the row's).
 VLLM = frozenset(
     {
@@ -236,6 +242,19 @@ SUPPORTED: dict[str, Variant] = {
             ".github",
         },
     ),
+    "llm-tiny-local-canary-shadow": Variant(
+        {
+            "use_case": "llm",
+            "base_model": "tiny",
+            "serving": "local",
+            "rollout": "canary_shadow",
+        },
+        LLM | LLM_ROLLOUT | {"dvc.yaml", ".dvcignore", ".github"},
+    ),
+    "llm-local-shadow-no-dvc": Variant(
+        {"use_case": "llm", "serving": "local", "rollout": "shadow", "use_dvc": False},
+        LLM | LLM_ROLLOUT | {".github"},
+    ),
     "llm-dpo-local-no-ci": Variant(
         {
             "use_case": "llm",
@@ -258,7 +277,8 @@ SMOKE = [
     "fastapi-canary-no-k8s",
     "bentoml",
     "triton-xgboost",
-    "llm-tiny-local",
+    # The LLM row with champion and challenger adapters: its suite is llm-tiny-local's and more.
+    "llm-tiny-local-canary-shadow",
 ]
 
 UNSUPPORTED: dict[str, tuple[dict[str, object], str]] = {
@@ -288,7 +308,14 @@ UNSUPPORTED: dict[str, tuple[dict[str, object], str]] = {
     "tabular-with-base-model": ({"base_model": "tiny"}, "base_model is an llm answer"),
     "tabular-with-method": ({"finetune_method": "dpo"}, "finetune_method is an llm answer"),
     "tabular-with-ollama": ({"ollama": True}, "ollama is an llm answer"),
-    "llm-canary": ({"use_case": "llm", "rollout": "canary"}, "not built for the llm profile yet"),
+    "llm-vllm-canary": (
+        {"use_case": "llm", "rollout": "canary"},
+        "rollout 'canary' with serving 'vllm' is not built yet",
+    ),
+    "llm-local-rollout-on-kubernetes": (
+        {"use_case": "llm", "serving": "local", "rollout": "shadow", "use_kubernetes": True},
+        "serving 'local' is the development server",
+    ),
     "llm-wandb": ({"use_case": "llm", "tracker": "wandb"}, "not wired into the llm profile yet"),
     "llm-local-on-kubernetes": (
         {"use_case": "llm", "serving": "local", "use_kubernetes": True},
