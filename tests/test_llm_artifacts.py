@@ -61,6 +61,15 @@ ALERTS = {
     "VllmTimeToFirstTokenHigh",
     "VllmRequestQueueBuildingUp",
 }
+# The chat-drift rules (deploy/monitoring/drift-alerts.yml, every LLM variant), and the series
+# they read with the module that exports each.
+DRIFT_ALERTS = {"ChatTrafficDriftDetected", "ChatDriftJobStale", "ChatRequestLogLosingLines"}
+DRIFT_SERIES = {
+    "drift_share": "monitoring/drift_outputs.py",
+    "drift_dataset_drift": "monitoring/drift_outputs.py",
+    "drift_last_run_timestamp_seconds": "monitoring/drift_outputs.py",
+    "llm_request_log_lost_lines_total": "serving/llm_metrics.py",
+}
 # Conversations the Modelfile's TEMPLATE and the training chat template must prompt alike.
 CONVERSATIONS = {
     "no-system": [{"role": "user", "content": "How do I reset my password?"}],
@@ -464,15 +473,40 @@ def test_alert_rules_pass_promtool(served):
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_every_alert_is_tested_firing_and_silent(served):
-    rules = _rules(yaml.safe_load((served.monitoring / "alerts.yml").read_text()))
-    assert set(rules) == ALERTS
-    tests = yaml.safe_load((served.monitoring / "alerts.test.yml").read_text())["tests"]
+def _untested(monitoring: Path, rules_file: str, tests_file: str) -> dict[str, list[bool]]:
+    """Alerts of `rules_file` whose unit tests do not see them both firing and silent."""
+    rules = _rules(yaml.safe_load((monitoring / rules_file).read_text()))
+    tests = yaml.safe_load((monitoring / tests_file).read_text())["tests"]
     outcomes: dict[str, set[bool]] = {name: set() for name in rules}
     for case in (c for test in tests for c in test["alert_rule_test"]):
         outcomes[case["alertname"]].add(bool(case["exp_alerts"]))
-    untested = {name: sorted(found) for name, found in outcomes.items() if found != {True, False}}
+    return {name: sorted(found) for name, found in outcomes.items() if found != {True, False}}
+
+
+def test_every_alert_is_tested_firing_and_silent(served):
+    rules = _rules(yaml.safe_load((served.monitoring / "alerts.yml").read_text()))
+    assert set(rules) == ALERTS
+    untested = _untested(served.monitoring, "alerts.yml", "alerts.test.yml")
     assert not untested, f"alerts not tested both firing (True) and silent (False): {untested}"
+
+
+def test_chat_drift_rules_pass_promtool_and_drive_retraining(any_built):
+    monitoring = any_built.monitoring
+    done = promtool("check", "rules", monitoring / "drift-alerts.yml")
+    assert done.returncode == 0, done.stdout + done.stderr
+    done = promtool("test", "rules", monitoring / "drift-alerts.test.yml")
+    assert done.returncode == 0, done.stdout + done.stderr
+    rules = _rules(yaml.safe_load((monitoring / "drift-alerts.yml").read_text()))
+    assert set(rules) == DRIFT_ALERTS
+    untested = _untested(monitoring, "drift-alerts.yml", "drift-alerts.test.yml")
+    assert not untested, f"alerts not tested both firing (True) and silent (False): {untested}"
+    # The tabular profile's label: Alertmanager routes it to the retraining webhook.
+    assert rules["ChatTrafficDriftDetected"]["labels"]["action"] == "retrain"
+    exprs = " ".join(rule["expr"] for rule in rules.values())
+    for series, module in DRIFT_SERIES.items():
+        assert series in exprs, series
+        source = (any_built.package / module).read_text()
+        assert f'"{series.removesuffix("_total")}"' in source, f"{module} exports no {series}"
 
 
 def test_alerts_read_current_vllm_series_of_the_project(served):

@@ -107,6 +107,7 @@ LLM = frozenset(
         "README.md",
         "params.yaml",
         "configs",
+        "deploy/monitoring",
         "src/{package}/cli.py",
         "src/{package}/params.py",
         "src/{package}/chat_template.jinja",
