@@ -62,7 +62,7 @@ class RequestLog:
                 return
             lost, self._unwarned, self._warned_at = self._unwarned, 0, time.monotonic()
         logger.warning(
-            "Request log %s not written (%s): %d line(s) lost, answers still served; "
+            "Request log %s not written (%s): %d line(s) lost, predictions still served; "
             "next warning in %.0fs at the earliest.",
             self.path,
             redact(f"{type(exc).__name__}: {exc}"),
