@@ -194,10 +194,16 @@ def expected_lora_rank(r: int) -> int:
     return next(rank for rank in vllm.VLLM_MAX_LORA_RANKS if rank >= r)
 
 
-def dockerfile_copy(dockerfile: Path) -> tuple[str, str]:
-    """(source, destination) of the image's one COPY: the adapter."""
-    [copy] = re.findall(r"^COPY\s+(\S+)\s+(\S+)\s*$", dockerfile.read_text(), re.M)
-    return copy
+def dockerfile_copies(dockerfile: Path) -> list[tuple[str, str]]:
+    """(source, destination) of the image's COPYs: the adapters."""
+    return re.findall(r"^COPY\s+(\S+)\s+(\S+)\s*$", dockerfile.read_text(), re.M)
+
+
+def served_adapters(answers: dict[str, Any]) -> dict[str, str]:
+    """{name: folder in the image} of the adapters vLLM serves: a canary adds the challenger."""
+    slug = answers["project_slug"]
+    names = [slug, f"{slug}-challenger"] if answers["rollout"] != "none" else [slug]
+    return {name: f"/opt/adapters/{name}" for name in names}
 
 
 # ------------------------------------------------------------------ which files
@@ -292,13 +298,17 @@ def test_cross_references_hold(built):
         found += llm_checks.volume_problems(objects)
         found += llm_checks.scaling_problems(objects)
         problems += [f"{root}: {problem}" for problem in found]
-    # The adapter is where the image put it, under the name clients ask for.
-    source, destination = dockerfile_copy(built.dockerfile)
-    assert (source, destination) == ("artifacts/adapter/", f"/opt/adapters/{built.slug}/")
+    # The adapters are where the image put them, under the names clients ask for.
+    adapters = served_adapters(built.answers)
+    sources = ["artifacts/adapter/", "artifacts/adapter-challenger/"][: len(adapters)]
+    assert dockerfile_copies(built.dockerfile) == [
+        (source, f"{folder}/") for source, folder in zip(sources, adapters.values(), strict=True)
+    ]
+    expected = [f"{name}={folder}" for name, folder in adapters.items()]
     for where, args in vllm.serve_commands(built.objects, built.dockerfile):
-        modules = vllm.flag_value(args, "--lora-modules")
-        if modules != f"{built.slug}={destination.rstrip('/')}":
-            problems.append(f"{where}: --lora-modules {modules}, the image has {destination}")
+        modules = vllm.flag_values(args, "--lora-modules")
+        if modules != expected:
+            problems.append(f"{where}: --lora-modules {modules}, the image has {expected}")
     assert not problems, "\n".join(problems)
 
 
@@ -401,7 +411,8 @@ def test_the_vllm_flags_follow_the_answers(served):
     for where, args in vllm.serve_commands(served.objects, served.dockerfile):
         assert args[0] == answers["base_model"], where
         assert vllm.flag_value(args, "--served-model-name") == f"{slug}-base", where
-        assert vllm.flag_value(args, "--lora-modules") == f"{slug}=/opt/adapters/{slug}", where
+        modules = [f"{name}={folder}" for name, folder in served_adapters(answers).items()]
+        assert vllm.flag_values(args, "--lora-modules") == modules, where
         assert vllm.flag_value(args, "--chat-template") == (
             f"/opt/adapters/{slug}/chat_template.jinja"
         )
@@ -646,7 +657,7 @@ def test_the_modelfile_says_what_ollama_needs(ollama):
     adapter = (ollama.deploy / "ollama" / str(modelfile.adapter)).resolve()
     assert adapter == (ollama.project / "artifacts" / "adapter").resolve()
     if ollama.dockerfile.is_file():
-        assert dockerfile_copy(ollama.dockerfile)[0].rstrip("/") == "artifacts/adapter"
+        assert dockerfile_copies(ollama.dockerfile)[0][0].rstrip("/") == "artifacts/adapter"
     assert modelfile.parameters["temperature"] == ["0.2"]
     assert set(modelfile.parameters["stop"]) == {"<|eot_id|>", "<|start_header_id|>"}
     for _, container in vllm.vllm_containers(ollama.objects):

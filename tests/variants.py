@@ -222,6 +222,10 @@ SUPPORTED: dict[str, Variant] = {
         | VLLM
         | {"deploy/k8s/base/hpa-gpu.yaml", "deploy/ollama", "dvc.yaml", ".dvcignore", ".github"},
     ),
+    "llm-vllm-canary-keda": Variant(
+        {"use_case": "llm", "rollout": "canary", "ci_provider": "none"},
+        LLM | VLLM | KEDA | LLM_ROLLOUT | {"dvc.yaml", ".dvcignore"},
+    ),
     "llm-vllm-renamed": Variant(
         {
             "use_case": "llm",
@@ -309,9 +313,13 @@ UNSUPPORTED: dict[str, tuple[dict[str, object], str]] = {
     "tabular-with-base-model": ({"base_model": "tiny"}, "base_model is an llm answer"),
     "tabular-with-method": ({"finetune_method": "dpo"}, "finetune_method is an llm answer"),
     "tabular-with-ollama": ({"ollama": True}, "ollama is an llm answer"),
-    "llm-vllm-canary": (
-        {"use_case": "llm", "rollout": "canary"},
-        "rollout 'canary' with serving 'vllm' is not built yet",
+    "llm-vllm-shadow": (
+        {"use_case": "llm", "rollout": "shadow"},
+        "rollout 'shadow' with serving 'vllm' is not built",
+    ),
+    "llm-vllm-canary-shadow": (
+        {"use_case": "llm", "rollout": "canary_shadow"},
+        "a mesh mirror would send the champion's name to the same pods",
     ),
     "llm-local-rollout-on-kubernetes": (
         {"use_case": "llm", "serving": "local", "rollout": "shadow", "use_kubernetes": True},
