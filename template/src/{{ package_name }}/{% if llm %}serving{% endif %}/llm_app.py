@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, fiel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..monitoring.text_stats import prompt_text
 from .chat_log import ChatLog
 from .generation import (
     Engine,
@@ -572,8 +573,8 @@ def create_app(config: ServerConfig) -> FastAPI:
                     fields = {"model": chat.model, "arm": arm, "latency_s": latency}
                     chat_log.record(engine.model, messages, text, finished, **fields)
                 if rollout and rollout.shadow and arm == "champion":
-                    line = {"model": chat.model, "messages": messages, "champion": text}
-                    rollout.mirror(lambda: shadow_answer(chat, params), line)
+                    prompt = prompt_text(messages)
+                    rollout.mirror(lambda: shadow_answer(chat, params), chat.model, prompt, text)
             except Exception:  # the answer is made: what follows it must not fail it
                 log.exception("logging or mirroring a chat failed")
 
@@ -731,8 +732,9 @@ def _rollout(config: ServerConfig, metrics: LLMMetrics) -> tuple[Rollout | None,
     if config.challenger.unavailable:  # no challenger yet: the champion takes every chat
         challenger_slot.reason = config.challenger.unavailable
         challenger_slot.loaded.set()
+    count = metrics.shadow_requests.labels
     rollout = Rollout(
-        config.challenger, lambda outcome: metrics.shadow_requests.labels(outcome).inc()
+        config.challenger, lambda outcome: count(outcome).inc(), config.log_text_chars
     )
     return rollout, challenger_slot
 
