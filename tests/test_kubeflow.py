@@ -1,9 +1,9 @@
 """Artifact tier: every supported variant's Kubeflow pipeline compiles to the right YAML.
 
-Each variant is rendered and its pipeline compiled by the project's own code in a subprocess
-(`PYTHONPATH=<project>/src`, nothing installed), which must not import the ML libraries: the
-`kubeflow` nox session installs kfp and the settings' packages only. The generated projects'
-own tests run the compiled pipeline with kfp's local runner.
+Each variant, of either profile, is rendered and its pipeline compiled by the project's own code
+in a subprocess (`PYTHONPATH=<project>/src`, nothing installed), which must not import the ML
+libraries: the `kubeflow` nox session installs kfp and the settings' packages only. The
+generated projects' own tests run the compiled pipeline with kfp's local runner.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tests.helpers import TELEMETRY_OFF, render
-from tests.variants import TABULAR_ROWS as SUPPORTED
+from tests.variants import SUPPORTED
 
 TAG = "9.9.9"
 STAGES = ("prepare", "train", "evaluate", "promote")
@@ -27,7 +27,7 @@ import json, sys
 from pathlib import Path
 from {package}.pipelines.kubeflow import compile_pipeline
 compile_pipeline(Path(sys.argv[1]), tag=sys.argv[2])
-heavy = ("mlflow", "sklearn", "pandas", "numpy", "xgboost", "lightgbm")
+heavy = ("mlflow", "sklearn", "pandas", "numpy", "xgboost", "lightgbm", "torch", "transformers")
 print(json.dumps(sorted({{m.split(".")[0] for m in sys.modules}} & set(heavy))))
 """
 
@@ -111,3 +111,23 @@ def test_pipeline_returns_the_verdict_of_whichever_branch_ran(compiled):
     selectors = group["parameters"][output["outputParameterKey"]]["valueFromOneof"]
     keys = {s["outputParameterKey"] for s in selectors["parameterSelectors"]}
     assert keys == {"pipelinechannel--promote-Output", "pipelinechannel--keep-champion-Output"}
+
+
+def test_only_the_llm_fine_tuning_asks_for_gpus(compiled):
+    answers, spec, _ = compiled
+    accelerators = {
+        name: resources["accelerator"]
+        for name, container in _executors(spec).items()
+        if "accelerator" in (resources := container.get("resources", {}))
+    }
+    if answers["use_case"] == "llm":  # params.yaml's kubeflow.accelerator_*, by default one GPU
+        assert accelerators == {
+            "train": {
+                "type": "nvidia.com/gpu",
+                "count": "1",
+                "resourceType": "nvidia.com/gpu",
+                "resourceCount": "1",
+            }
+        }
+    else:
+        assert accelerators == {}

@@ -159,11 +159,20 @@ def test_names_and_dependencies_follow_the_answers(rendered):
     assert meta["requires-python"] == f">={answers.get('python_version', '3.11')}"
     names = {re.split(r"[<>=\[ ;]", dep)[0] for dep in meta["dependencies"]}
     assert ("dvc" in names) == answers.get("use_dvc", True)
+    assert ("wandb" in names) == (answers.get("tracker") == "wandb")
     params = yaml.safe_load((project / "params.yaml").read_text())
     if answers.get("use_case") == "llm":
-        assert {"torch", "transformers", "peft", "trl", "bitsandbytes", "datasketch"} <= names
-        assert "evidently" in names  # the drift job of the chats
-        assert not {"scikit-learn", "kfp"} & names
+        assert {
+            "torch",
+            "transformers",
+            "peft",
+            "trl",
+            "bitsandbytes",
+            "datasketch",
+            "kfp",
+            "evidently",  # the drift job of the chats
+        } <= names
+        assert "scikit-learn" not in names
         assert params["model"]["base"] == answers.get(
             "base_model", "meta-llama/Llama-3.1-8B-Instruct"
         )

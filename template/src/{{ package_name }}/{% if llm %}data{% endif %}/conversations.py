@@ -404,13 +404,20 @@ def _check_path(path: Path) -> None:
         raise ProjectError(f"{path}: is a directory, expected a .jsonl file")
 
 
-def load_jsonl(path: str | os.PathLike[str], kind: Kind) -> list[dict[str, Any]]:
+def load_jsonl(
+    path: str | os.PathLike[str],
+    kind: Kind,
+    *,
+    skipped: list[tuple[int, str]] | None = None,
+) -> list[dict[str, Any]]:
     """Read and validate a JSONL dataset of `kind` ("sft" or "dpo").
 
     Returns the records as parsed (extra top-level keys kept). Blank lines are
     skipped; line numbers in errors are 1-based file lines. Raises
     :class:`DataFileError` listing up to :data:`MAX_PROBLEMS` bad lines, or
-    :class:`ProjectError` for a wrong suffix, a missing or empty file.
+    :class:`ProjectError` for a wrong suffix, a missing or empty file. Given a
+    `skipped` list, bad lines are left out and appended to it as (line, problems)
+    instead: data from elsewhere, where a few bad records must not stop the rest.
     """
     if kind not in _MODELS:
         raise ProjectError(f"unknown dataset kind {kind!r}; expected one of: {', '.join(KINDS)}")
@@ -460,6 +467,9 @@ def load_jsonl(path: str | os.PathLike[str], kind: Kind) -> list[dict[str, Any]]
                 if not line_problems:
                     records.append(obj)
                     continue
+            if skipped is not None:
+                skipped.append((lineno, "; ".join(line_problems)))
+                continue
             _add(problems, lineno, line_problems)
             if len(problems) >= MAX_PROBLEMS:
                 stopped_at = lineno

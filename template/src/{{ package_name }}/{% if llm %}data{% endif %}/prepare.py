@@ -13,8 +13,16 @@ from ..config import Settings
 from ..console import console
 from ..errors import ProjectError
 from . import builtin_chat
-from .conversations import load_jsonl
-from .quality import render_table, run_quality, tokenizer_counter, write_report
+from .conversations import DataFileError, load_jsonl
+from .quality import (
+    QualityResult,
+    TokenCounter,
+    record_tokens,
+    render_table,
+    run_quality,
+    tokenizer_counter,
+    write_report,
+)
 
 FILES = {"train": "train.jsonl", "test": "test.jsonl", "preferences": "preferences.jsonl"}
 
@@ -38,7 +46,7 @@ def prepare(settings: Settings) -> Prepared:
     from ..training.base import load_tokenizer
 
     kind = kind_of(settings.model.method)
-    records, source = _load(settings, kind, settings.data_path)
+    records, source, invalid = _load(settings, kind, settings.data_path)
     counter = tokenizer_counter(load_tokenizer(settings))
     quality = settings.quality
     result = run_quality(
@@ -51,6 +59,16 @@ def prepare(settings: Settings) -> Prepared:
         seed=settings.data.seed,
     )
     result.report["source"] = source
+    if invalid:  # data.drop_invalid: what the schema refused, beside what quality dropped
+        result.report["invalid"] = {
+            "count": len(invalid),
+            "samples": [{"line": line, "problems": text} for line, text in invalid[:5]],
+        }
+        console.print(
+            f"[yellow]Dropped {len(invalid):,} invalid record(s)[/] of {source} "
+            f"(data.drop_invalid); the first, line {invalid[0][0]}: {invalid[0][1]}"
+        )
+    _warn_truncation(settings, result, kind, counter)
     write_report(result.report, settings.quality_report)
     console.print(render_table(result.report))
     kept = result.kept
@@ -86,13 +104,45 @@ def load_prepared(settings: Settings) -> Prepared:
     return Prepared(**parts, dataset=json.loads((folder / "dataset.json").read_text()))
 
 
-def _load(settings: Settings, kind: str, path: Path | None) -> tuple[list[dict[str, Any]], str]:
+def _load(
+    settings: Settings, kind: str, path: Path | None
+) -> tuple[list[dict[str, Any]], str, list[tuple[int, str]]]:
+    """The records, where they came from, and the (line, problems) data.drop_invalid left out."""
+    invalid: list[tuple[int, str]] = []
     if path is not None:
-        return load_jsonl(path, kind), str(path)
+        skipped = invalid if settings.data.drop_invalid else None
+        try:
+            return load_jsonl(path, kind, skipped=skipped), str(path), invalid
+        except DataFileError as exc:
+            if skipped is not None or not any(line for line, _ in exc.problems):
+                raise  # not bad records: an encoding or an empty file
+            raise ProjectError(
+                f"{exc}\nOr set data.drop_invalid: true to train on the valid records only "
+                f"(the dropped ones are counted in {settings.quality_report.name})."
+            ) from None
     rows, seed = settings.data.builtin_rows, settings.data.seed
     if kind == "dpo":
-        return builtin_chat.preference_records(rows, seed), f"builtin:preferences?rows={rows}"
-    return builtin_chat.sft_records(rows, seed), f"builtin:support-chats?rows={rows}&seed={seed}"
+        records = builtin_chat.preference_records(rows, seed)
+        return records, f"builtin:preferences?rows={rows}", invalid
+    records = builtin_chat.sft_records(rows, seed)
+    return records, f"builtin:support-chats?rows={rows}&seed={seed}", invalid
+
+
+def _warn_truncation(
+    settings: Settings, result: QualityResult, kind: str, counter: TokenCounter
+) -> None:
+    """Records longer than train.max_length lose their end (the answer) in training: say so."""
+    limit = settings.train.max_length
+    if settings.quality.max_tokens <= limit:
+        return
+    longer = sum(record_tokens(record, kind, counter) > limit for record in result.kept)
+    result.report["longer_than_train_max_length"] = longer
+    if longer:
+        console.print(
+            f"[yellow]Warning:[/] {longer:,} kept record(s) exceed train.max_length ({limit} "
+            f"tokens) and will be cut short in training: raise train.max_length, or lower "
+            f"quality.max_tokens ({settings.quality.max_tokens}) to drop them instead."
+        )
 
 
 def _preferences(settings: Settings) -> list[dict[str, Any]]:

@@ -111,6 +111,11 @@ def _length_texts(parts: list[tuple[str, str, str]], kind: str) -> list[str]:
     ]
 
 
+def record_tokens(record: dict[str, Any], kind: str, token_counter: TokenCounter) -> int:
+    """A record's length as the length filters count it (DPO: the longer side)."""
+    return max(token_counter(text) for text in _length_texts(_parts(record, kind), kind))
+
+
 def _words(parts: list[tuple[str, str, str]]) -> list[str]:
     """Near-duplicate tokens: a marker per turn, then its words; system prompts skipped.
 

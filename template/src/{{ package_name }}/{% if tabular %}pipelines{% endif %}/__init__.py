@@ -1,1 +1,0 @@
-"""Pipelines: the stage table, its local and Kubeflow runners, retraining triggers, their lock."""
