@@ -61,6 +61,15 @@ ALERTS = {
     "VllmTimeToFirstTokenHigh",
     "VllmRequestQueueBuildingUp",
 }
+# The chat-drift rules (deploy/monitoring/drift-alerts.yml, every LLM variant), and the series
+# they read with the module that exports each.
+DRIFT_ALERTS = {"ChatTrafficDriftDetected", "ChatDriftJobStale", "ChatRequestLogLosingLines"}
+DRIFT_SERIES = {
+    "drift_share": "monitoring/drift_outputs.py",
+    "drift_dataset_drift": "monitoring/drift_outputs.py",
+    "drift_last_run_timestamp_seconds": "monitoring/drift_outputs.py",
+    "llm_request_log_lost_lines_total": "serving/llm_metrics.py",
+}
 # Conversations the Modelfile's TEMPLATE and the training chat template must prompt alike.
 CONVERSATIONS = {
     "no-system": [{"role": "user", "content": "How do I reset my password?"}],
@@ -185,10 +194,16 @@ def expected_lora_rank(r: int) -> int:
     return next(rank for rank in vllm.VLLM_MAX_LORA_RANKS if rank >= r)
 
 
-def dockerfile_copy(dockerfile: Path) -> tuple[str, str]:
-    """(source, destination) of the image's one COPY: the adapter."""
-    [copy] = re.findall(r"^COPY\s+(\S+)\s+(\S+)\s*$", dockerfile.read_text(), re.M)
-    return copy
+def dockerfile_copies(dockerfile: Path) -> list[tuple[str, str]]:
+    """(source, destination) of the image's COPYs: the adapters."""
+    return re.findall(r"^COPY\s+(\S+)\s+(\S+)\s*$", dockerfile.read_text(), re.M)
+
+
+def served_adapters(answers: dict[str, Any]) -> dict[str, str]:
+    """{name: folder in the image} of the adapters vLLM serves: a canary adds the challenger."""
+    slug = answers["project_slug"]
+    names = [slug, f"{slug}-challenger"] if answers["rollout"] != "none" else [slug]
+    return {name: f"/opt/adapters/{name}" for name in names}
 
 
 # ------------------------------------------------------------------ which files
@@ -283,13 +298,17 @@ def test_cross_references_hold(built):
         found += llm_checks.volume_problems(objects)
         found += llm_checks.scaling_problems(objects)
         problems += [f"{root}: {problem}" for problem in found]
-    # The adapter is where the image put it, under the name clients ask for.
-    source, destination = dockerfile_copy(built.dockerfile)
-    assert (source, destination) == ("artifacts/adapter/", f"/opt/adapters/{built.slug}/")
+    # The adapters are where the image put them, under the names clients ask for.
+    adapters = served_adapters(built.answers)
+    sources = ["artifacts/adapter/", "artifacts/adapter-challenger/"][: len(adapters)]
+    assert dockerfile_copies(built.dockerfile) == [
+        (source, f"{folder}/") for source, folder in zip(sources, adapters.values(), strict=True)
+    ]
+    expected = [f"{name}={folder}" for name, folder in adapters.items()]
     for where, args in vllm.serve_commands(built.objects, built.dockerfile):
-        modules = vllm.flag_value(args, "--lora-modules")
-        if modules != f"{built.slug}={destination.rstrip('/')}":
-            problems.append(f"{where}: --lora-modules {modules}, the image has {destination}")
+        modules = vllm.flag_values(args, "--lora-modules")
+        if modules != expected:
+            problems.append(f"{where}: --lora-modules {modules}, the image has {expected}")
     assert not problems, "\n".join(problems)
 
 
@@ -392,7 +411,8 @@ def test_the_vllm_flags_follow_the_answers(served):
     for where, args in vllm.serve_commands(served.objects, served.dockerfile):
         assert args[0] == answers["base_model"], where
         assert vllm.flag_value(args, "--served-model-name") == f"{slug}-base", where
-        assert vllm.flag_value(args, "--lora-modules") == f"{slug}=/opt/adapters/{slug}", where
+        modules = [f"{name}={folder}" for name, folder in served_adapters(answers).items()]
+        assert vllm.flag_values(args, "--lora-modules") == modules, where
         assert vllm.flag_value(args, "--chat-template") == (
             f"/opt/adapters/{slug}/chat_template.jinja"
         )
@@ -464,15 +484,40 @@ def test_alert_rules_pass_promtool(served):
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_every_alert_is_tested_firing_and_silent(served):
-    rules = _rules(yaml.safe_load((served.monitoring / "alerts.yml").read_text()))
-    assert set(rules) == ALERTS
-    tests = yaml.safe_load((served.monitoring / "alerts.test.yml").read_text())["tests"]
+def _untested(monitoring: Path, rules_file: str, tests_file: str) -> dict[str, list[bool]]:
+    """Alerts of `rules_file` whose unit tests do not see them both firing and silent."""
+    rules = _rules(yaml.safe_load((monitoring / rules_file).read_text()))
+    tests = yaml.safe_load((monitoring / tests_file).read_text())["tests"]
     outcomes: dict[str, set[bool]] = {name: set() for name in rules}
     for case in (c for test in tests for c in test["alert_rule_test"]):
         outcomes[case["alertname"]].add(bool(case["exp_alerts"]))
-    untested = {name: sorted(found) for name, found in outcomes.items() if found != {True, False}}
+    return {name: sorted(found) for name, found in outcomes.items() if found != {True, False}}
+
+
+def test_every_alert_is_tested_firing_and_silent(served):
+    rules = _rules(yaml.safe_load((served.monitoring / "alerts.yml").read_text()))
+    assert set(rules) == ALERTS
+    untested = _untested(served.monitoring, "alerts.yml", "alerts.test.yml")
     assert not untested, f"alerts not tested both firing (True) and silent (False): {untested}"
+
+
+def test_chat_drift_rules_pass_promtool_and_drive_retraining(any_built):
+    monitoring = any_built.monitoring
+    done = promtool("check", "rules", monitoring / "drift-alerts.yml")
+    assert done.returncode == 0, done.stdout + done.stderr
+    done = promtool("test", "rules", monitoring / "drift-alerts.test.yml")
+    assert done.returncode == 0, done.stdout + done.stderr
+    rules = _rules(yaml.safe_load((monitoring / "drift-alerts.yml").read_text()))
+    assert set(rules) == DRIFT_ALERTS
+    untested = _untested(monitoring, "drift-alerts.yml", "drift-alerts.test.yml")
+    assert not untested, f"alerts not tested both firing (True) and silent (False): {untested}"
+    # The tabular profile's label: Alertmanager routes it to the retraining webhook.
+    assert rules["ChatTrafficDriftDetected"]["labels"]["action"] == "retrain"
+    exprs = " ".join(rule["expr"] for rule in rules.values())
+    for series, module in DRIFT_SERIES.items():
+        assert series in exprs, series
+        source = (any_built.package / module).read_text()
+        assert f'"{series.removesuffix("_total")}"' in source, f"{module} exports no {series}"
 
 
 def test_alerts_read_current_vllm_series_of_the_project(served):
@@ -612,7 +657,7 @@ def test_the_modelfile_says_what_ollama_needs(ollama):
     adapter = (ollama.deploy / "ollama" / str(modelfile.adapter)).resolve()
     assert adapter == (ollama.project / "artifacts" / "adapter").resolve()
     if ollama.dockerfile.is_file():
-        assert dockerfile_copy(ollama.dockerfile)[0].rstrip("/") == "artifacts/adapter"
+        assert dockerfile_copies(ollama.dockerfile)[0][0].rstrip("/") == "artifacts/adapter"
     assert modelfile.parameters["temperature"] == ["0.2"]
     assert set(modelfile.parameters["stop"]) == {"<|eot_id|>", "<|start_header_id|>"}
     for _, container in vllm.vllm_containers(ollama.objects):

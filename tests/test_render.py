@@ -170,8 +170,9 @@ def test_names_and_dependencies_follow_the_answers(rendered):
             "bitsandbytes",
             "datasketch",
             "kfp",
+            "evidently",  # the drift job of the chats
         } <= names
-        assert not {"scikit-learn", "evidently"} & names
+        assert "scikit-learn" not in names
         assert params["model"]["base"] == answers.get(
             "base_model", "meta-llama/Llama-3.1-8B-Instruct"
         )

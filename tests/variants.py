@@ -109,14 +109,17 @@ LLM = frozenset(
         "README.md",
         "params.yaml",
         "configs",
+        "deploy/monitoring",
         "src/{package}/cli.py",
         "src/{package}/params.py",
         "src/{package}/chat_template.jinja",
         "src/{package}/data",
         "src/{package}/training",
         "src/{package}/serving",
+        "src/{package}/monitoring",
         "tests/conftest.py",
         "tests/llm_fixtures.py",
+        "tests/test_text_drift.py",
         "tests/test_conversations.py",
         "tests/test_quality.py",
         "tests/test_server.py",
@@ -129,6 +132,10 @@ LLM = frozenset(
     }
 )
 KEDA = frozenset({"deploy/k8s/base/scaledobject.yaml"})
+# Champion and challenger adapters in the LLM server (canary/shadow) and the promote command.
+LLM_ROLLOUT = frozenset(
+    {"src/{package}/promotion.py", "src/{package}/serving/arms.py", "tests/test_arms.py"}
+)
 # vLLM on Kubernetes: its Deployment, image and alerts (the autoscaler file is the row's).
 VLLM = frozenset(
     {
@@ -222,6 +229,10 @@ SUPPORTED: dict[str, Variant] = {
         | VLLM
         | {"deploy/k8s/base/hpa-gpu.yaml", "deploy/ollama", "dvc.yaml", ".dvcignore", ".github"},
     ),
+    "llm-vllm-canary-keda": Variant(
+        {"use_case": "llm", "rollout": "canary", "ci_provider": "none"},
+        LLM | VLLM | KEDA | LLM_ROLLOUT | {"dvc.yaml", ".dvcignore"},
+    ),
     "llm-vllm-renamed": Variant(
         {
             "use_case": "llm",
@@ -243,6 +254,20 @@ SUPPORTED: dict[str, Variant] = {
             ".github",
         },
     ),
+    "llm-tiny-local-wandb-canary-shadow": Variant(
+        {
+            "use_case": "llm",
+            "base_model": "tiny",
+            "serving": "local",
+            "tracker": "wandb",
+            "rollout": "canary_shadow",
+        },
+        LLM | WANDB | LLM_ROLLOUT | {"dvc.yaml", ".dvcignore", ".github"},
+    ),
+    "llm-local-shadow-no-dvc": Variant(
+        {"use_case": "llm", "serving": "local", "rollout": "shadow", "use_dvc": False},
+        LLM | LLM_ROLLOUT | {".github"},
+    ),
     "llm-dpo-local-no-ci": Variant(
         {
             "use_case": "llm",
@@ -259,14 +284,15 @@ SUPPORTED: dict[str, Variant] = {
 # Installed into one shared environment, their own tests and pipeline run. The first and the LLM
 # row run their whole suites; the other tabular rows skip their end-to-end tests (marked e2e),
 # which exercise the same lifecycle code, to keep the tier's time in check. The LLM row is
-# llm-tiny-local with W&B on (its offline runs beside MLflow): one LLM suite covers both.
+# llm-tiny-local with W&B on (its offline runs beside MLflow) and champion and challenger
+# adapters (canary and shadow): one LLM suite covers all three.
 SMOKE = [
     "defaults",
     "xgboost-wandb-no-dvc-gitlab",
     "fastapi-canary-no-k8s",
     "bentoml",
     "triton-xgboost",
-    "llm-tiny-local-wandb",
+    "llm-tiny-local-wandb-canary-shadow",
 ]
 
 UNSUPPORTED: dict[str, tuple[dict[str, object], str]] = {
@@ -296,7 +322,18 @@ UNSUPPORTED: dict[str, tuple[dict[str, object], str]] = {
     "tabular-with-base-model": ({"base_model": "tiny"}, "base_model is an llm answer"),
     "tabular-with-method": ({"finetune_method": "dpo"}, "finetune_method is an llm answer"),
     "tabular-with-ollama": ({"ollama": True}, "ollama is an llm answer"),
-    "llm-canary": ({"use_case": "llm", "rollout": "canary"}, "not built for the llm profile yet"),
+    "llm-vllm-shadow": (
+        {"use_case": "llm", "rollout": "shadow"},
+        "rollout 'shadow' with serving 'vllm' is not built",
+    ),
+    "llm-vllm-canary-shadow": (
+        {"use_case": "llm", "rollout": "canary_shadow"},
+        "a mesh mirror would send the champion's name to the same pods",
+    ),
+    "llm-local-rollout-on-kubernetes": (
+        {"use_case": "llm", "serving": "local", "rollout": "shadow", "use_kubernetes": True},
+        "serving 'local' is the development server",
+    ),
     "llm-local-on-kubernetes": (
         {"use_case": "llm", "serving": "local", "use_kubernetes": True},
         "serving 'local' is the development server",

@@ -15,7 +15,7 @@ import re
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -547,20 +547,34 @@ def _pod_specs(obj: dict[str, Any]) -> list[dict[str, Any]]:
     return [template] if isinstance(template, dict) else []
 
 
-def secret_references(obj: dict[str, Any]) -> list[tuple[str, str, str | None, bool]]:
-    """(where, Secret name, key or None for all of it, optional) of each reference a pod makes."""
+def pod_containers(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """The containers of a workload's pod, init containers included."""
+    return [
+        container
+        for pod in _pod_specs(obj)
+        for container in [*pod.get("initContainers", []), *pod.get("containers", [])]
+    ]
+
+
+def secret_references(
+    obj: dict[str, Any],
+    containers: Callable[[dict[str, Any]], list[dict[str, Any]]] = pod_containers,
+    pod_specs: Callable[[dict[str, Any]], list[dict[str, Any]]] = _pod_specs,
+) -> list[tuple[str, str, str | None, bool]]:
+    """(where, Secret name, key or None for all of it, optional) of each reference a pod makes;
+    `containers` and `pod_specs` find them (the LLM profile's also read a TrainJob's trainer)."""
     found = []
-    for pod in _pod_specs(obj):
-        for container in [*pod.get("initContainers", []), *pod.get("containers", [])]:
-            where = f"{name_of(obj)} container {container['name']}"
-            for env in container.get("env", []):
-                ref = (env.get("valueFrom") or {}).get("secretKeyRef")
-                if ref:
-                    found.append((where, ref["name"], ref["key"], bool(ref.get("optional"))))
-            for source in container.get("envFrom", []):
-                ref = source.get("secretRef")
-                if ref:
-                    found.append((where, ref["name"], None, bool(ref.get("optional"))))
+    for container in containers(obj):
+        where = f"{name_of(obj)} container {container['name']}"
+        for env in container.get("env", []):
+            ref = (env.get("valueFrom") or {}).get("secretKeyRef")
+            if ref:
+                found.append((where, ref["name"], ref["key"], bool(ref.get("optional"))))
+        for source in container.get("envFrom", []):
+            ref = source.get("secretRef")
+            if ref:
+                found.append((where, ref["name"], None, bool(ref.get("optional"))))
+    for pod in pod_specs(obj):
         for volume in pod.get("volumes", []):
             ref = volume.get("secret")
             if ref:
@@ -572,7 +586,10 @@ def secret_references(obj: dict[str, Any]) -> list[tuple[str, str, str | None, b
 
 
 def secret_problems(
-    objects: Iterable[dict[str, Any]], documented: DocumentedSecret, namespaces: bool = True
+    objects: Iterable[dict[str, Any]],
+    documented: DocumentedSecret,
+    namespaces: bool = True,
+    references: Callable[[dict[str, Any]], list[tuple]] = secret_references,
 ) -> list[str]:
     """Every Secret a pod reads is the one README.md creates, with keys it creates, and (with
     `namespaces`) in a namespace where it creates it: a Secret that is not committed is found
@@ -580,7 +597,7 @@ def secret_problems(
     """
     problems = []
     for obj in objects:
-        for where, name, key, _ in secret_references(obj):
+        for where, name, key, _ in references(obj):
             if name != documented.name:
                 problems.append(
                     f"{where}: Secret {name} is not {documented.name}, the one README.md creates"

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from tests.artifacts import checks as artifact_checks
 from tests.artifacts.checks import DocumentedSecret
 from tests.llm.vllm import flag_value, shell_words
 
@@ -212,51 +213,14 @@ def _service_monitor_problems(objects, monitor) -> list[str]:
 
 
 def secret_references(obj: dict[str, Any]) -> list[tuple[str, str, str | None, bool]]:
-    """(where, Secret name, key or None for all of it, optional) of each reference a workload
-    makes, a TrainJob's trainer included."""
-    found = []
-    for container in containers(obj):
-        where = f"{name_of(obj)} container {container['name']}"
-        for env in container.get("env", []):
-            ref = (env.get("valueFrom") or {}).get("secretKeyRef")
-            if ref:
-                found.append((where, ref["name"], ref["key"], bool(ref.get("optional"))))
-        for source in container.get("envFrom", []):
-            ref = source.get("secretRef")
-            if ref:
-                found.append((where, ref["name"], None, bool(ref.get("optional"))))
-    for spec in pod_specs(obj):
-        for volume in spec.get("volumes", []):
-            ref = volume.get("secret")
-            if ref:
-                keys = [item["key"] for item in ref.get("items", [])] or [None]
-                where = f"{name_of(obj)} volume {volume['name']}"
-                found += [(where, ref["secretName"], k, bool(ref.get("optional"))) for k in keys]
-    return found
+    """The tabular check's references, a TrainJob's trainer included."""
+    return artifact_checks.secret_references(obj, containers, pod_specs)
 
 
 def secret_problems(objects: Iterable[dict[str, Any]], documented: DocumentedSecret) -> list[str]:
     """Every Secret a workload reads is the documented one, with keys it has, in a namespace
-    where it is created."""
-    problems = []
-    for obj in objects:
-        for where, name, key, _ in secret_references(obj):
-            if name != documented.name:
-                problems.append(f"{where}: Secret {name} is not {documented.name}, the one created")
-            elif key is None:
-                problems.append(f"{where}: takes all of Secret {name}: name the keys")
-            elif key not in documented.keys:
-                problems.append(
-                    f"{where}: key {key} of Secret {name} is not one README.md creates "
-                    f"({', '.join(sorted(documented.keys))})"
-                )
-            if _ns(obj) not in documented.namespaces:
-                problems.append(
-                    f"{where}: README.md creates Secret {name} in "
-                    f"{', '.join(sorted(documented.namespaces)) or 'no namespace'}, not in "
-                    f"{_ns(obj)}"
-                )
-    return problems
+    where it is created (the tabular check, on these references)."""
+    return artifact_checks.secret_problems(objects, documented, references=secret_references)
 
 
 # ------------------------------------------------------------------ training

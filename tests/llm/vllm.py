@@ -79,6 +79,19 @@ def flag_value(args: Iterable[Any], flag: str) -> str | None:
     return None
 
 
+def flag_values(args: Iterable[Any], flag: str) -> list[str]:
+    """The values of a flag that takes several (`--lora-modules a=x b=y`), up to the next flag."""
+    words = [str(a) for a in args]
+    if flag not in words:
+        return [value] if (value := flag_value(words, flag)) is not None else []
+    values = []
+    for word in words[words.index(flag) + 1 :]:
+        if word.startswith("-"):
+            break
+        values.append(word)
+    return values
+
+
 # ------------------------------------------------------------------ where vLLM runs
 
 
@@ -148,14 +161,17 @@ def vllm_arg_problems(
 
 
 def lora_problems(commands: list[tuple[str, list[str]]]) -> list[str]:
-    """The adapter is served under its name, with LoRA on, a rank vLLM takes, and the chat
-    template saved with it."""
+    """The adapters are served under their names, with LoRA on, room for all of them in a
+    batch, a rank vLLM takes, and the first (the champion) with the chat template saved with it."""
     problems = []
     for where, args in commands:
-        modules = flag_value(args, "--lora-modules")
-        if modules is None:
+        every = flag_values(args, "--lora-modules")
+        if not every:
             problems.append(f"{where}: no --lora-modules: the adapter is not served")
             continue
+        modules = every[0]
+        if len(every) > int(flag_value(args, "--max-loras") or 1):
+            problems.append(f"{where}: {len(every)} adapters but --max-loras is smaller")
         if "--enable-lora" not in args:
             problems.append(f"{where}: --lora-modules without --enable-lora")
         rank = flag_value(args, "--max-lora-rank")

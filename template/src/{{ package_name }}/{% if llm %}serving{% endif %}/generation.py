@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..monitoring.text_stats import token_counter
+
 ADAPTER_CONFIG = "adapter_config.json"
 
 
@@ -122,6 +124,7 @@ class LoadedModel:
         # Encoding can mutate a fast tokenizer's truncation state ("Already borrowed" when two
         # threads do it at once); decoding does not.
         self._encode_lock = threading.Lock()
+        self._count_tokens = token_counter(tokenizer)
         self.eos_token_ids = self._eos_token_ids()
         self.defaults = self._sampling_defaults()
 
@@ -197,6 +200,11 @@ class LoadedModel:
                 list(messages), add_generation_prompt=True, tokenize=True, return_dict=False
             )
         return list(ids)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of `text` as the drift job counts them (the request log's statistics)."""
+        with self._encode_lock:
+            return self._count_tokens(text)
 
     def generate(self, job: _Job) -> Finished:
         """Generate for one job on the calling thread, emitting text deltas through job.emit."""

@@ -7,6 +7,10 @@ Routes:
 - GET  /ready                        200 once the model is loaded; 503 with the reason otherwise
 - GET  /metrics                      Prometheus
 
+Each chat is logged for the drift job (chat_log.py) once its answer is sent. With a challenger
+adapter configured (serving.rollout, arms.py), chats are routed between champion and challenger
+by name and canary weight, or mirrored to the challenger in the background (shadow).
+
 Any OpenAI client talks to it as it talks to vLLM (see openai_client.py). Every refusal is
 OpenAI's error shape, `{"error": {"message", "type", "param", "code"}}`, with a 4xx status; a
 request never gets a 500 for something it sent. The server starts even when the model cannot be
@@ -24,11 +28,11 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from anyio import to_thread
 from fastapi import FastAPI, Request
@@ -38,6 +42,8 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, fiel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..monitoring.text_stats import prompt_text
+from .chat_log import ChatLog
 from .generation import (
     Engine,
     Finished,
@@ -48,6 +54,9 @@ from .generation import (
     read_adapter_config,
 )
 from .llm_metrics import LLMMetrics
+
+if TYPE_CHECKING:
+    from .arms import Challenger, Rollout
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +92,12 @@ class ServerConfig:
     device: str | None = None  # None: cuda when there is one, else cpu
     # Why there is nothing to serve (no champion yet, registry down): /ready says it, 503.
     unavailable: str | None = None
+    # Each chat's text statistics, and its text cut to log_text_chars (0: none); None: no log.
+    request_log: Path | None = None
+    log_text_chars: int = 2000
+    refusal_markers: tuple[str, ...] = ()
+    # A second adapter on the same base, routed to by name, canary weight or shadow (arms.py).
+    challenger: Challenger | None = None
 
 
 class OpenAIError(Exception):
@@ -347,10 +362,12 @@ class ModelSlot:
         self.reason = "model is loading"
         self.loaded = threading.Event()
 
-    def load(self, config: ServerConfig, metrics: LLMMetrics) -> None:
+    def load(self, config: ServerConfig, metrics: LLMMetrics, adapter_path: Path) -> None:
+        """Load `adapter_path` on the configured base; the champion's sets llm_model_ready."""
+        champion = adapter_path == config.adapter_path
         try:
             model = LoadedModel.load(
-                config.adapter_path,
+                adapter_path,
                 config.base_model,
                 dtype=config.dtype,
                 merge_adapter=config.merge_adapter,
@@ -366,8 +383,9 @@ class ModelSlot:
         else:
             self.engine = Engine(model, config.max_in_flight, on_finished=metrics.count_generation)
             self.reason = ""
-            metrics.ready.set(1)
-            log.info("serving %s (context %d tokens)", config.model_name, model.context_length)
+            if champion:
+                metrics.ready.set(1)
+            log.info("serving %s (context %d tokens)", adapter_path, model.context_length)
         finally:
             self.loaded.set()
 
@@ -380,6 +398,18 @@ def create_app(config: ServerConfig) -> FastAPI:
     metrics = LLMMetrics()
     slot = ModelSlot()
     names = (config.model_name, *config.aliases)
+    rollout, challenger_slot = _rollout(config, metrics)
+    served = (*names, rollout.challenger.name) if rollout else names
+    chat_log = (
+        ChatLog(
+            config.request_log,
+            metrics.request_log_lost,
+            config.log_text_chars,
+            config.refusal_markers,
+        )
+        if config.request_log
+        else None
+    )
     created = int(time.time())
     metrics.model_info.labels(
         config.model_name, config.base_model or "(from adapter)", str(config.adapter_path)
@@ -395,10 +425,19 @@ def create_app(config: ServerConfig) -> FastAPI:
             slot.reason = str(exc)
             slot.loaded.set()
         else:
-            threading.Thread(target=slot.load, args=(config, metrics), daemon=True).start()
+            load = (config, metrics, config.adapter_path)
+            threading.Thread(target=slot.load, args=load, daemon=True).start()
+        if rollout and not rollout.challenger.unavailable:
+            load = (config, metrics, rollout.challenger.adapter_path)
+            threading.Thread(target=challenger_slot.load, args=load, daemon=True).start()
         yield
-        if slot.engine is not None:
-            slot.engine.shutdown()
+        if rollout:
+            await rollout.aclose()
+        for engine in (slot.engine, challenger_slot.engine):
+            if engine is not None:
+                engine.shutdown()
+        if chat_log:
+            chat_log.close()
 
     app = FastAPI(title=f"{config.model_name} (OpenAI-compatible)", lifespan=lifespan)
     app.state.slot, app.state.metrics, app.state.config = slot, metrics, config
@@ -453,7 +492,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         return OpenAIError(
             404,
             f"The model '{name}' does not exist: this server serves "
-            f"{', '.join(repr(n) for n in names)}.",
+            f"{', '.join(repr(n) for n in served)}.",
             param="model",
             code="model_not_found",
         )
@@ -468,7 +507,10 @@ def create_app(config: ServerConfig) -> FastAPI:
         if slot.engine is None:
             state = "loading" if not slot.loaded.is_set() else "unavailable"
             return JSONResponse({"status": state, "reason": slot.reason}, 503)
-        return JSONResponse({"status": "ready", "model": config.model_name})
+        body: dict[str, Any] = {"status": "ready", "model": config.model_name}
+        if rollout:  # the champion serves either way; the challenger's state is news
+            body["challenger"] = challenger_slot.reason or "ready"
+        return JSONResponse(body)
 
     @app.get("/metrics")
     async def prometheus() -> Response:
@@ -480,12 +522,12 @@ def create_app(config: ServerConfig) -> FastAPI:
     @app.get("/v1/models")
     def list_models(request: Request) -> dict[str, Any]:
         check_key(request)
-        return {"object": "list", "data": [model_card(name) for name in names]}
+        return {"object": "list", "data": [model_card(name) for name in served]}
 
     @app.get("/v1/models/{model_id:path}")
     def get_model(model_id: str, request: Request) -> dict[str, Any]:
         check_key(request)
-        if model_id not in names:
+        if model_id not in served:
             raise unknown_model(model_id)
         return model_card(model_id)
 
@@ -496,16 +538,22 @@ def create_app(config: ServerConfig) -> FastAPI:
         chat = parse_chat_request(await json_body(request))
         if (refusal := chat.unsupported()) is not None:
             raise refusal
-        if chat.model not in names:
+        if chat.model not in served:
             raise unknown_model(chat.model)
-        engine = slot.engine
+        arm = (
+            rollout.pick(chat.model, challenger_slot.engine is not None) if rollout else "champion"
+        )
+        answering = challenger_slot if arm == "challenger" else slot
+        engine = answering.engine
         if engine is None:
             raise OpenAIError(
                 503,
-                f"The model is not ready: {slot.reason}",
+                f"The model is not ready: {answering.reason}",
                 code="model_not_ready",
                 type="server_error",
             )
+        if rollout:
+            metrics.rollout_requests.labels(arm).inc()
         prompt_ids = await to_thread.run_sync(_prompt_ids, engine.model, chat)
         params = sampling_params(chat, len(prompt_ids), engine.model.context_length, config)
         if engine.in_flight >= engine.max_in_flight:
@@ -516,10 +564,27 @@ def create_app(config: ServerConfig) -> FastAPI:
                 type="rate_limit_error",
             )
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+
+        def done(text: str, finished: Finished) -> None:
+            """The answer is out: log it, and hand a champion's chat to the shadow."""
+            try:
+                if chat_log:
+                    latency = round(time.perf_counter() - received, 4)
+                    fields = {"model": chat.model, "arm": arm, "latency_s": latency}
+                    chat_log.record(engine.model, messages, text, finished, **fields)
+                if rollout and rollout.shadow and arm == "champion":
+                    prompt = prompt_text(messages)
+                    rollout.mirror(lambda: shadow_answer(chat, params), chat.model, prompt, text)
+            except Exception:  # the answer is made: what follows it must not fail it
+                log.exception("logging or mirroring a chat failed")
+
+        messages = [{"role": m.role, "content": m.content} for m in chat.messages]
+        # An answer names the adapter that made it, as vLLM's do.
+        model = rollout.challenger.name if rollout and arm == "challenger" else chat.model
         if chat.stream:
             include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
             events = stream_events(
-                engine, prompt_ids, params, completion_id, chat.model, include_usage, received
+                engine, prompt_ids, params, completion_id, model, include_usage, received, done
             )
             return StreamingResponse(
                 events,
@@ -527,8 +592,22 @@ def create_app(config: ServerConfig) -> FastAPI:
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
         return JSONResponse(
-            await complete(engine, prompt_ids, params, completion_id, chat.model, received)
+            await complete(engine, prompt_ids, params, completion_id, model, received, done)
         )
+
+    async def shadow_answer(chat: ChatCompletionRequest, params: SamplingParams) -> dict[str, Any]:
+        """The challenger's answer to a chat the champion answered (logged, never returned)."""
+        engine = challenger_slot.engine
+        if engine is None:
+            raise ModelUnavailable(f"challenger not ready: {challenger_slot.reason}")
+        prompt_ids = await to_thread.run_sync(_prompt_ids, engine.model, chat)
+        parts: list[str] = []
+        async with aclosing(engine.generate(prompt_ids, params)) as events:
+            async for event in events:
+                if isinstance(event, Finished):
+                    return {"completion": "".join(parts), **usage(event)}
+                parts.append(event)
+        raise ModelUnavailable("the challenger stopped before finishing")
 
     def record(finished: Finished, received: float, stream: bool) -> None:
         """What the client lived through; tokens are counted by the engine (count_generation)."""
@@ -544,6 +623,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         completion_id: str,
         model: str,
         received: float,
+        done: Callable[[str, Finished], None],
     ) -> dict[str, Any]:
         parts: list[str] = []
         finished: Finished | None = None
@@ -561,6 +641,7 @@ def create_app(config: ServerConfig) -> FastAPI:
                 503, "The server is shutting down.", code="shutting_down", type="server_error"
             )
         record(finished, received, stream=False)
+        done("".join(parts), finished)
         return {
             "id": completion_id,
             "object": "chat.completion",
@@ -585,6 +666,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         model: str,
         include_usage: bool,
         received: float,
+        done: Callable[[str, Finished], None],
     ) -> AsyncIterator[str]:
         created_at = int(time.time())
 
@@ -602,6 +684,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
         finished: Finished | None = None
+        parts: list[str] = []
         try:
             yield chunk({"role": "assistant", "content": ""})
             async with aclosing(engine.generate(prompt_ids, params)) as events:
@@ -609,9 +692,11 @@ def create_app(config: ServerConfig) -> FastAPI:
                     if isinstance(event, Finished):
                         finished = event
                     else:
+                        parts.append(event)
                         yield chunk({"content": event})
             assert finished is not None
             record(finished, received, stream=True)
+            done("".join(parts), finished)
             yield chunk({}, finished.finish_reason)
             if include_usage:
                 body = {
@@ -635,6 +720,23 @@ def create_app(config: ServerConfig) -> FastAPI:
         yield "data: [DONE]\n\n"
 
     return app
+
+
+def _rollout(config: ServerConfig, metrics: LLMMetrics) -> tuple[Rollout | None, ModelSlot]:
+    """The Rollout for config.challenger (None without one) and the challenger's slot."""
+    challenger_slot = ModelSlot()
+    if config.challenger is None:
+        return None, challenger_slot
+    from .arms import Rollout
+
+    if config.challenger.unavailable:  # no challenger yet: the champion takes every chat
+        challenger_slot.reason = config.challenger.unavailable
+        challenger_slot.loaded.set()
+    count = metrics.shadow_requests.labels
+    rollout = Rollout(
+        config.challenger, lambda outcome: count(outcome).inc(), config.log_text_chars
+    )
+    return rollout, challenger_slot
 
 
 def usage(finished: Finished) -> dict[str, int]:

@@ -87,6 +87,23 @@ class LLMMetrics:
             "1 when the model is loaded and serving, 0 while loading or when it could not load.",
             registry=self.registry,
         )
+        self.request_log_lost = Counter(
+            "llm_request_log_lost_lines",
+            "Request log lines not written (disk full, read-only volume); the answers were served.",
+            registry=self.registry,
+        )
+        self.rollout_requests = Counter(
+            "llm_rollout_requests",
+            "Chats answered per arm (champion, challenger) while a rollout is on.",
+            ["arm"],
+            registry=self.registry,
+        )
+        self.shadow_requests = Counter(
+            "llm_shadow_requests",
+            "Chats mirrored to the challenger, by outcome (ok, error, dropped, unlogged).",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.model_info = Gauge(
             "llm_model_info",
             "The model served (value is always 1).",

@@ -14,6 +14,7 @@ from ..config import Settings
 from ..data.load import read_table, where
 from ..data.schema import FeatureSpec
 from ..errors import ProjectError
+from .drift_outputs import relative
 
 
 @dataclass(frozen=True)
@@ -116,11 +117,3 @@ def _typed(column: pd.Series, kind: str, source: str) -> pd.Series:
             "which is not a number."
         )
     return parsed.astype(float)
-
-
-def relative(path: Path, root: Path) -> str:
-    """`path` as the job's output shows it: relative to the project root when under it."""
-    try:
-        return str(path.resolve().relative_to(root.resolve()))
-    except ValueError:
-        return str(path)

@@ -26,7 +26,8 @@ from ..data.schema import FeatureSpec
 from ..errors import ProjectError
 from ..params import MonitoringSettings
 from . import drift_outputs as outputs
-from .current import read_current, relative
+from .current import read_current
+from .drift_outputs import relative
 from .exporter import export, textfile
 from .verdicts import DriftResult
 

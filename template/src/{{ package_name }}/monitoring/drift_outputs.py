@@ -139,3 +139,11 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     partial = path.with_suffix(".json.tmp")
     partial.write_text(json.dumps(data, indent=2) + "\n")
     partial.replace(path)
+
+
+def relative(path: Path, root: Path) -> str:
+    """`path` as the job's output shows it: relative to the project root when under it."""
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)

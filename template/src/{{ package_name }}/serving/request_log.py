@@ -1,4 +1,8 @@
-"""Append every prediction to a JSON-lines log: the drift job's view of production traffic."""
+"""Append every answer to a JSON-lines log: the drift job's view of production traffic.
+
+The tabular server logs each prediction's inputs (`append`); the LLM server logs each chat's
+text statistics, and its text within serving.log_text_chars (`write`).
+"""
 
 from __future__ import annotations
 
@@ -35,15 +39,19 @@ class RequestLog:
         self._warned_at = -WARN_EVERY_S
 
     def append(self, records: list[dict[str, Any]], results: list[dict[str, Any]]) -> None:
+        """One line per prediction: its inputs and its result."""
+        rows = [
+            {"inputs": record, **result} for record, result in zip(records, results, strict=True)
+        ]
+        self.write(rows)
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        """`rows` as lines, each stamped with the time; never raises (lost lines are counted)."""
         now = jsonl.now()
-        rows = (
-            {"time": now, "inputs": record, **result}
-            for record, result in zip(records, results, strict=True)
-        )
         try:
-            self._log.append(rows)
+            self._log.append({"time": now, **row} for row in rows)
         except (OSError, ValueError) as exc:  # ValueError: a value JSON cannot hold
-            self._count_lost(len(records), exc)
+            self._count_lost(len(rows), exc)
 
     def _count_lost(self, lines: int, exc: Exception) -> None:
         if self._lost is not None:

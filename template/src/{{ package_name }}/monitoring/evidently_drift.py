@@ -1,24 +1,50 @@
-"""The Evidently engine: DataDriftPreset's verdict per column, and the snapshot of its report."""
+"""The Evidently engine: DataDriftPreset's verdict per column, and the snapshot of its report.
+
+Both profiles use it: the tabular drift job on the model's features, the LLM's on the text
+statistics of its traffic (prompt and completion lengths, refusals...), one column each.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
-from ..data.schema import FeatureSpec
-from ..params import MonitoringSettings
 from .verdicts import STAT_TESTS, ColumnDrift, DriftResult
 
 if TYPE_CHECKING:
     from evidently.core.report import Snapshot
 
 
+class Column(Protocol):
+    name: str
+    kind: str  # numeric or categorical
+
+
+class Columns(Protocol):
+    """The columns to test and their kinds: the tabular FeatureSpec, or the LLM's text stats."""
+
+    @property
+    def features(self) -> Sequence[Column]: ...
+    @property
+    def names(self) -> list[str]: ...
+    @property
+    def categorical(self) -> list[str]: ...
+
+
+class Thresholds(Protocol):
+    """The monitoring settings the engine reads (each profile's MonitoringSettings has them)."""
+
+    drift_share: float
+    column_threshold: float | None
+
+
 def evidently_report(
     reference: pd.DataFrame,
     current: pd.DataFrame,
-    spec: FeatureSpec,
-    monitoring: MonitoringSettings,
+    spec: Columns,
+    monitoring: Thresholds,
     *,
     data_summary: bool = True,
 ) -> tuple[DriftResult, Snapshot]:
@@ -49,7 +75,7 @@ def evidently_report(
     return DriftResult(columns, monitoring.drift_share, engine="evidently"), snapshot
 
 
-def _columns(results: dict[str, Any], spec: FeatureSpec) -> list[ColumnDrift]:
+def _columns(results: dict[str, Any], spec: Columns) -> list[ColumnDrift]:
     failed = {t["metric_config"]["metric_id"] for t in results["tests"] if t["status"] == "FAIL"}
     kinds = {f.name: f.kind for f in spec.features}
     found = {}
