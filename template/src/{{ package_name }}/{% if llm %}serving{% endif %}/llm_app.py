@@ -798,7 +798,8 @@ def add_webhook(
         reason = payload.retrain_reason()
         if reason is None:
             metrics.retraining.labels("ignored").inc()
-            return {"started": False, "message": "no firing alert with action=retrain: nothing to do"}
+            message = "no firing alert labelled action=retrain: nothing to do"
+            return {"started": False, "message": message}
         outcome = await to_thread.run_sync(retrain, reason)  # starts a process: not on the loop
         metrics.retraining.labels("started" if outcome.started else "deduplicated").inc()
         return {"started": outcome.started, "message": outcome.message}

@@ -106,7 +106,7 @@ class LLMMetrics:
         )
         self.retraining = Counter(
             "llm_retraining_requests",
-            "Retraining requests from the drift webhook, by outcome (started, deduplicated, ignored).",
+            "Retraining requests from the webhook, by outcome (started, deduplicated, ignored).",
             ["outcome"],
             registry=self.registry,
         )
