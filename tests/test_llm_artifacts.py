@@ -511,7 +511,7 @@ def test_chat_drift_rules_pass_promtool_and_drive_retraining(any_built):
     assert set(rules) == DRIFT_ALERTS
     untested = _untested(monitoring, "drift-alerts.yml", "drift-alerts.test.yml")
     assert not untested, f"alerts not tested both firing (True) and silent (False): {untested}"
-    # The tabular profile's label: Alertmanager routes it to the retraining webhook.
+    # Alertmanager routes this label to the chat server's retraining webhook.
     assert rules["ChatTrafficDriftDetected"]["labels"]["action"] == "retrain"
     exprs = " ".join(rule["expr"] for rule in rules.values())
     for series, module in DRIFT_SERIES.items():

@@ -51,8 +51,6 @@ TABULAR = frozenset(
         "src/{package}/training",
         "src/{package}/serving",
         "src/{package}/monitoring",
-        "src/{package}/pipelines/lock.py",
-        "src/{package}/pipelines/retraining.py",
         "src/{package}/demo.py",
         "tests/conftest.py",
         *(f"tests/test_{name}.py" for name in TABULAR_TESTS),
@@ -129,6 +127,7 @@ LLM = frozenset(
         "tests/test_evaluate.py",
         "tests/test_builtin_chat.py",
         "tests/test_kubeflow.py",
+        "tests/test_retrain_webhook.py",
     }
 )
 KEDA = frozenset({"deploy/k8s/base/scaledobject.yaml"})

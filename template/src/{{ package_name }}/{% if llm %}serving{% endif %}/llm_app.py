@@ -6,6 +6,8 @@ Routes:
 - GET  /health                       the process answers (always 200)
 - GET  /ready                        200 once the model is loaded; 503 with the reason otherwise
 - GET  /metrics                      Prometheus
+- POST /webhook/drift-detected       Alertmanager: a firing alert labelled action=retrain starts
+                                     one retraining (bearer monitoring.webhook_token)
 
 Each chat is logged for the drift job (chat_log.py) once its answer is sent. With a challenger
 adapter configured (serving.rollout, arms.py), chats are routed between champion and challenger
@@ -56,6 +58,7 @@ from .generation import (
 from .llm_metrics import LLMMetrics
 
 if TYPE_CHECKING:
+    from ..pipelines.retraining import Request as Retraining
     from .arms import Challenger, Rollout
 
 log = logging.getLogger(__name__)
@@ -98,6 +101,10 @@ class ServerConfig:
     refusal_markers: tuple[str, ...] = ()
     # A second adapter on the same base, routed to by name, canary weight or shadow (arms.py).
     challenger: Challenger | None = None
+    # POST /webhook/drift-detected: what starts a retraining for a reason (None: no such
+    # route), and the bearer token Alertmanager sends (None: every call is a 401).
+    retrain: Callable[[str], Retraining] | None = None
+    webhook_token: str | None = None
 
 
 class OpenAIError(Exception):
@@ -236,6 +243,31 @@ class ChatCompletionRequest(BaseModel):
             return ()
         stops = [self.stop] if isinstance(self.stop, str) else self.stop
         return tuple(s for s in stops if s)
+
+
+class Alert(BaseModel):
+    status: StrictStr = "firing"
+    labels: dict[str, StrictStr] = {}
+
+
+class AlertPayload(BaseModel):
+    """Alertmanager's webhook body (the fields used), or just {"reason": ...}."""
+
+    status: StrictStr = "firing"
+    alerts: list[Alert] = []
+    reason: StrictStr | None = None
+
+    def retrain_reason(self) -> str | None:
+        """Why to retrain: the firing alerts labelled action=retrain; None when there are none."""
+        firing = [a for a in self.alerts if a.status == "firing"]
+        wanted = sorted({a.labels.get("alertname", "alert") for a in firing if _retrains(a)})
+        if self.status == "resolved" or (self.alerts and not wanted):
+            return None
+        return self.reason or f"{', '.join(wanted) or 'drift'} via /webhook/drift-detected"
+
+
+def _retrains(alert: Alert) -> bool:
+    return alert.labels.get("action") == "retrain"
 
 
 TYPE_ERRORS = {
@@ -519,6 +551,9 @@ def create_app(config: ServerConfig) -> FastAPI:
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type)
 
+    if config.retrain is not None:
+        add_webhook(app, config, config.retrain, metrics)
+
     @app.get("/v1/models")
     def list_models(request: Request) -> dict[str, Any]:
         check_key(request)
@@ -737,6 +772,37 @@ def _rollout(config: ServerConfig, metrics: LLMMetrics) -> tuple[Rollout | None,
         config.challenger, lambda outcome: count(outcome).inc(), config.log_text_chars
     )
     return rollout, challenger_slot
+
+
+def add_webhook(
+    app: FastAPI, config: ServerConfig, retrain: Callable[[str], Retraining], metrics: LLMMetrics
+) -> None:
+    """POST /webhook/drift-detected: Alertmanager's drift alert starts one retraining at a time."""
+
+    def check_token(request: Request) -> None:
+        expected = config.webhook_token
+        sent = request.headers.get("authorization", "").encode()
+        if not expected or not hmac.compare_digest(sent, f"Bearer {expected}".encode()):
+            message = "Invalid or missing token." if expected else "No webhook token configured."
+            raise OpenAIError(
+                401, message, code="invalid_token", headers={"WWW-Authenticate": "Bearer"}
+            )
+
+    @app.post("/webhook/drift-detected", tags=["monitoring"])
+    async def drift_detected(request: Request) -> dict[str, Any]:
+        check_token(request)  # before the body is read: a stranger's megabyte is never parsed
+        try:
+            payload = AlertPayload.model_validate_json(await json_body(request))
+        except ValidationError as exc:
+            raise validation_error(exc.errors(include_url=False)) from None
+        reason = payload.retrain_reason()
+        if reason is None:
+            metrics.retraining.labels("ignored").inc()
+            message = "no firing alert labelled action=retrain: nothing to do"
+            return {"started": False, "message": message}
+        outcome = await to_thread.run_sync(retrain, reason)  # starts a process: not on the loop
+        metrics.retraining.labels("started" if outcome.started else "deduplicated").inc()
+        return {"started": outcome.started, "message": outcome.message}
 
 
 def usage(finished: Finished) -> dict[str, int]:

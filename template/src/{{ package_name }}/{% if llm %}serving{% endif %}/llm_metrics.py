@@ -104,6 +104,12 @@ class LLMMetrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.retraining = Counter(
+            "llm_retraining_requests",
+            "Retraining requests from the webhook, by outcome (started, deduplicated, ignored).",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.model_info = Gauge(
             "llm_model_info",
             "The model served (value is always 1).",
