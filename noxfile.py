@@ -164,7 +164,9 @@ def smoke(session: nox.Session) -> None:
         # requirements would pull a multi-GB CUDA build.
         session.install(TORCH_CPU)
         session.install("-r", str(requirements))  # heavy packages, once for every variant
-    session.run("pytest", "tests/test_smoke.py", *session.posargs, env=TELEMETRY_OFF)
+    session.run(
+        "pytest", "tests/test_smoke.py", "--durations=12", *session.posargs, env=TELEMETRY_OFF
+    )
 
 
 # The production tier's servers and clients: the PostgreSQL driver and boto3 that `mlflow server`
