@@ -29,6 +29,11 @@ from typing import Any
 from ..monitoring.text_stats import token_counter
 
 ADAPTER_CONFIG = "adapter_config.json"
+# transformers' from_pretrained swaps process-wide functions while it loads (weight tying and
+# init turned off, then put back) and is not thread-safe: two loads at once, such as a champion
+# and a challenger, can leave tying off for good, and every tied base loaded later in the process
+# gets a random lm_head. One load at a time.
+_LOADING = threading.Lock()
 
 
 class ModelUnavailable(Exception):
@@ -170,14 +175,17 @@ class LoadedModel:
             raise ModelUnavailable(f"tokenizer in {adapter_path} is unreadable: {exc}") from exc
         if not tokenizer.chat_template:
             raise ModelUnavailable(f"tokenizer in {adapter_path} has no chat template")
-        try:
-            model = AutoModelForCausalLM.from_pretrained(base, dtype=getattr(torch, dtype))
-        except Exception as exc:
-            raise ModelUnavailable(f"base model {base} could not be loaded: {exc}") from exc
-        try:
-            model = PeftModel.from_pretrained(model, adapter_path)
-        except Exception as exc:
-            raise ModelUnavailable(f"adapter {adapter_path} could not be applied: {exc}") from exc
+        with _LOADING:
+            try:
+                model = AutoModelForCausalLM.from_pretrained(base, dtype=getattr(torch, dtype))
+            except Exception as exc:
+                raise ModelUnavailable(f"base model {base} could not be loaded: {exc}") from exc
+            try:
+                model = PeftModel.from_pretrained(model, adapter_path)
+            except Exception as exc:
+                raise ModelUnavailable(
+                    f"adapter {adapter_path} could not be applied: {exc}"
+                ) from exc
         if merge_adapter:
             model = model.merge_and_unload()
         model.to(device or ("cuda" if torch.cuda.is_available() else "cpu")).eval()
