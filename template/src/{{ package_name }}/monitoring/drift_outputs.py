@@ -9,11 +9,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .exporter import Gauges
+from .exporter import Gauges, export, textfile
 from .verdicts import ColumnDrift, DriftResult
 
 if TYPE_CHECKING:
     from rich.table import Table
+
+    from ..config import Settings
 
 DESCRIPTIONS = {
     "drift_dataset_drift": "1 if at least monitoring.drift_share of the features drifted.",
@@ -56,6 +58,23 @@ def summarise(
         "warnings": notes,
         "finished_at": datetime.now().astimezone().isoformat(timespec="seconds"),
     }
+
+
+def publish(
+    summary: dict[str, Any], result: DriftResult, html: Path, settings: Settings, job: str
+) -> dict[str, Any]:
+    """Every drift job's end: summary.json and the chart beside `html`, then the gauges."""
+    out, root = html.parent, settings.root
+    summary["outputs"] = {
+        "summary": relative(out / "summary.json", root),
+        "report_html": relative(html, root) if html.exists() else None,
+        "plot": relative(plot_scores(result, out / "scores.png"), root),
+        "metrics": settings.monitoring.pushgateway_url or relative(textfile(settings, job), root),
+    }
+    write_json(out / "summary.json", summary)
+    current_rows = summary["rows"]["current"]
+    export(gauges(result, current_rows), job=job, settings=settings, descriptions=DESCRIPTIONS)
+    return summary
 
 
 def gauges(result: DriftResult, current_rows: int) -> Gauges:

@@ -25,7 +25,6 @@ from ..errors import ProjectError
 from . import drift_outputs as outputs
 from .drift_outputs import relative
 from .evidently_drift import evidently_report
-from .exporter import export, textfile
 from .text_stats import OOV, STATS, Stat, describe, oov_share, prompt_text, token_counter, words
 
 JOB = "drift"
@@ -71,16 +70,7 @@ def run(settings: Settings, files: Sequence[Path] = ()) -> dict[str, Any]:
     root = settings.root
     summary["reference"] = relative(settings.prepared_dir / "train.jsonl", root)
     summary["tokenizer"] = relative(adapter, root)
-    summary["outputs"] = {
-        "summary": relative(out / "summary.json", root),
-        "report_html": relative(html, root),
-        "plot": relative(outputs.plot_scores(result, out / "scores.png"), root),
-        "metrics": settings.monitoring.pushgateway_url or relative(textfile(settings, JOB), root),
-    }
-    outputs.write_json(out / "summary.json", summary)
-    gauges = outputs.gauges(result, len(current.frame))
-    export(gauges, job=JOB, settings=settings, descriptions=outputs.DESCRIPTIONS)
-    return summary
+    return outputs.publish(summary, result, html, settings, JOB)
 
 
 def served_tokenizer(settings: Settings) -> tuple[Any, Path]:

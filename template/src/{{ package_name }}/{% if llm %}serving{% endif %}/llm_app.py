@@ -45,6 +45,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..monitoring.text_stats import prompt_text
+from .body_limit import CLOSE, BodyLimit
 from .chat_log import ChatLog
 from .generation import (
     Engine,
@@ -317,40 +318,16 @@ def validation_error(errors: Sequence[dict[str, Any]]) -> OpenAIError:
 # --- middleware ----------------------------------------------------------------------------
 
 
-class BodyLimit:
-    """A 413 for a body over `limit` bytes: from Content-Length before any of it is read, or as
-    soon as a chunked body crosses the limit."""
+class OpenAIBodyLimit(BodyLimit):
+    """serving.max_body_bytes, refused in OpenAI's shape."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
+    def refusal(self) -> OpenAIError:
+        message = f"Request body over the server's {self.limit:,}-byte limit."
+        return OpenAIError(413, message, code="request_too_large", headers=CLOSE)
 
-    def error(self) -> OpenAIError:
-        return OpenAIError(
-            413,
-            f"Request body over the server's {self.limit:,}-byte limit.",
-            code="request_too_large",
-            headers={"Connection": "close"},  # the server drops the unread body
-        )
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                if not value.isdigit() or int(value) > self.limit:
-                    return await self.error().response()(scope, receive, send)
-                return await self.app(scope, receive, send)
-        seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise self.error()
-            return message
-
-        await self.app(scope, counted, send)
+    def respond(self, refusal: Exception) -> Response:
+        assert isinstance(refusal, OpenAIError)
+        return refusal.response()
 
 
 class CountRequests:
@@ -473,7 +450,7 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     app = FastAPI(title=f"{config.model_name} (OpenAI-compatible)", lifespan=lifespan)
     app.state.slot, app.state.metrics, app.state.config = slot, metrics, config
-    app.add_middleware(BodyLimit, limit=config.max_body_bytes)
+    app.add_middleware(OpenAIBodyLimit, limit=config.max_body_bytes)
     app.add_middleware(CountRequests, metrics=metrics)
 
     @app.exception_handler(OpenAIError)

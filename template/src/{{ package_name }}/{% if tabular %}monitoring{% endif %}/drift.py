@@ -28,7 +28,6 @@ from ..params import MonitoringSettings
 from . import drift_outputs as outputs
 from .current import read_current
 from .drift_outputs import relative
-from .exporter import export, textfile
 from .verdicts import DriftResult
 
 JOB = "drift"
@@ -57,21 +56,11 @@ def run(
     result = decide(
         reference.frame, current.frame, reference.spec, settings.monitoring, fast=fast, html=html
     )
-    root = settings.root
     summary = outputs.summarise(
         result, len(reference.frame), len(current.frame), current.sources, current.notes
     )
     summary["reference"] = reference.source
-    summary["outputs"] = {
-        "summary": relative(out / "summary.json", root),
-        "report_html": relative(html, root) if html.exists() else None,
-        "plot": relative(outputs.plot_scores(result, out / "scores.png"), root),
-        "metrics": settings.monitoring.pushgateway_url or relative(textfile(settings, JOB), root),
-    }
-    outputs.write_json(out / "summary.json", summary)
-    gauges = outputs.gauges(result, len(current.frame))
-    export(gauges, job=JOB, settings=settings, descriptions=outputs.DESCRIPTIONS)
-    return summary
+    return outputs.publish(summary, result, html, settings, JOB)
 
 
 def load_reference(settings: Settings) -> Reference:

@@ -19,8 +19,9 @@ from anyio import to_thread
 from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
-from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.responses import JSONResponse, Response
+
+from .body_limit import CLOSE, BodyLimit
 
 # Above this size a body is parsed in a worker thread. A 2 MB batch takes tens of milliseconds to
 # validate, long enough to hold up /health and every other request on the event loop; a single
@@ -37,42 +38,16 @@ REFUSALS: dict[int | str, dict[str, Any]] = {
 }
 
 
-class BodyLimit:
-    """ASGI middleware: a 413 for any request body over `limit` bytes, before it is read.
+class JSONBodyLimit(BodyLimit):
+    """serving.max_body_bytes, refused in FastAPI's shape."""
 
-    With a Content-Length, the header alone decides (the server never delivers more bytes than
-    it announces), so an accepted request costs one header scan. A chunked body is counted as
-    it arrives and refused once it crosses the limit.
-    """
+    def refusal(self) -> HTTPException:
+        detail = f"request body over the {self.limit:,}-byte limit (serving.max_body_bytes)"
+        return HTTPException(413, detail, headers=CLOSE)
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
-        self.detail = f"request body over the {limit:,}-byte limit (serving.max_body_bytes)"
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit():
-                if int(value) > self.limit:
-                    return await self._refuse(scope, receive, send)
-                return await self.app(scope, receive, send)
-        seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise HTTPException(413, self.detail, headers={"Connection": "close"})
-            return message
-
-        await self.app(scope, counted, send)
-
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Connection: close, so the server drops the unread body instead of draining it.
-        answer = JSONResponse({"detail": self.detail}, 413, headers={"Connection": "close"})
-        await answer(scope, receive, send)
+    def respond(self, refusal: Exception) -> Response:
+        assert isinstance(refusal, HTTPException)
+        return JSONResponse({"detail": refusal.detail}, 413, headers=refusal.headers)
 
 
 def openapi_body(model: type[BaseModel]) -> dict[str, Any]:
