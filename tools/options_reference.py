@@ -44,8 +44,9 @@ FOOTER = """\
 ## After generation
 
 Copier's tasks run `git init`, `dvc init` with a local remote (when DVC is on and installed),
-`uv lock` (when uv is installed and can resolve) and a first commit. `--skip-tasks` is safe:
-`make setup` in the project creates whatever is missing.
+`uv lock` (when uv is installed and can resolve: from uv's cache when it holds every package,
+online otherwise) and a first commit. `--skip-tasks` is safe: `make setup` in the project
+creates whatever is missing, and `make lock` re-resolves online.
 """
 
 CONDITION = re.compile(r"\{%\s*if (.+?)\s*%\}(.*?)\{%\s*endif\s*%\}")
