@@ -23,8 +23,8 @@ class BodyLimit:
         """The 413 raised inside the app, which its exception handlers answer."""
         raise NotImplementedError
 
-    def respond(self, refusal: Exception) -> Response:
-        """The 413 answered here, before the app is reached."""
+    def respond(self) -> Response:
+        """The same 413, answered here before the app is reached."""
         raise NotImplementedError
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -33,7 +33,7 @@ class BodyLimit:
         for name, value in scope["headers"]:
             if name == b"content-length":
                 if not value.isdigit() or int(value) > self.limit:
-                    return await self.respond(self.refusal())(scope, receive, send)
+                    return await self.respond()(scope, receive, send)
                 return await self.app(scope, receive, send)
         seen = 0
 

@@ -325,9 +325,8 @@ class OpenAIBodyLimit(BodyLimit):
         message = f"Request body over the server's {self.limit:,}-byte limit."
         return OpenAIError(413, message, code="request_too_large", headers=CLOSE)
 
-    def respond(self, refusal: Exception) -> Response:
-        assert isinstance(refusal, OpenAIError)
-        return refusal.response()
+    def respond(self) -> Response:
+        return self.refusal().response()
 
 
 class CountRequests:

@@ -45,8 +45,8 @@ class JSONBodyLimit(BodyLimit):
         detail = f"request body over the {self.limit:,}-byte limit (serving.max_body_bytes)"
         return HTTPException(413, detail, headers=CLOSE)
 
-    def respond(self, refusal: Exception) -> Response:
-        assert isinstance(refusal, HTTPException)
+    def respond(self) -> Response:
+        refusal = self.refusal()
         return JSONResponse({"detail": refusal.detail}, 413, headers=refusal.headers)
 
 
