@@ -20,14 +20,15 @@ from prometheus_client import (
 
 
 class ServerMetrics:
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, *, request_log_lost: str, retraining: str) -> None:
+        """Each server names these two itself: whole names stay greppable from an alert rule."""
         self.registry = CollectorRegistry()
         self.request_log_lost = self.counter(
-            f"{prefix}request_log_lost_lines",
+            request_log_lost,
             "Request log lines not written (disk full, read-only volume); the answers were served.",
         )
         self.retraining = self.counter(
-            f"{prefix}retraining_requests",
+            retraining,
             "Retraining requests from webhooks, by outcome (started, deduplicated, ignored).",
             ["outcome"],
         )

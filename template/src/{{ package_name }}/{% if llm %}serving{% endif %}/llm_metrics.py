@@ -21,7 +21,9 @@ TOKENS_PER_SECOND_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
 
 class LLMMetrics(ServerMetrics):
     def __init__(self) -> None:
-        super().__init__(prefix="llm_")
+        super().__init__(
+            request_log_lost="llm_request_log_lost_lines", retraining="llm_retraining_requests"
+        )
         self.time_to_first_token = self.histogram(
             "llm_time_to_first_token_seconds",
             "From request received to first generated token (queueing and prompt included).",

@@ -12,7 +12,9 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 
 class ServingMetrics(ServerMetrics):
     def __init__(self) -> None:
-        super().__init__(prefix="")
+        super().__init__(
+            request_log_lost="request_log_lost_lines", retraining="retraining_requests"
+        )
         self.latency = self.histogram(
             "http_request_duration_seconds",
             "Time to answer a prediction request.",
