@@ -8,6 +8,8 @@ arrives and refused once it crosses the limit. Each server says how a refusal lo
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -15,17 +17,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 CLOSE = {"Connection": "close"}
 
 
-class BodyLimit:
+class BodyLimit(ABC):
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit = app, limit
 
+    @abstractmethod
     def refusal(self) -> Exception:
         """The 413 raised inside the app, which its exception handlers answer."""
-        raise NotImplementedError
 
+    @abstractmethod
     def respond(self) -> Response:
         """The same 413, answered here before the app is reached."""
-        raise NotImplementedError
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
